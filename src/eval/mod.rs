@@ -1,0 +1,1 @@
+//! Scoring against reference annotations.
