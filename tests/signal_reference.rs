@@ -107,3 +107,22 @@ fn all_48_records_decode_with_verified_checksums() {
     // SOURCE.md: 48 records, 112647 annotations of which 109494 beats.
     assert_eq!((records, annotations, beats), (48, 112_647, 109_494));
 }
+
+/// The target: Se and +P both >= 99.7 % pooled over all 48 whole records.
+#[test]
+fn qrs_detector_meets_the_target_on_all_48_records() {
+    let Some(dir) = common::mitdb() else { return };
+    let report = ecg_serve::eval::qrs::run(&dir, &[], 0.15, 0.0).unwrap();
+    eprint!("{}", report.table());
+    assert_eq!(report.records.len(), 48);
+    assert!(report.pooled_sensitivity >= 0.997, "Se {}", report.pooled_sensitivity);
+    assert!(report.pooled_positive_predictivity >= 0.997, "+P {}", report.pooled_positive_predictivity);
+}
+
+#[test]
+fn qrs_detector_finds_every_beat_of_record_100() {
+    let dir = common::fixtures().join("mitdb");
+    let row = ecg_serve::eval::qrs::score_record(&dir, "100", 0.15, 0.0).unwrap();
+    assert_eq!(row.reference_beats, 2273);
+    assert_eq!((row.counts.false_negatives, row.counts.false_positives), (0, 0), "{row:?}");
+}

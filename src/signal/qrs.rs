@@ -25,19 +25,23 @@ pub struct QrsConfig {
     pub search_back_rr: f64,
     pub threshold_ratio: f64,
     pub locate_s: f64,
+    pub decay_after_rr: f64,
+    pub decay: f64,
 }
 
 impl Default for QrsConfig {
     fn default() -> Self {
         QrsConfig {
-            band_hz: (5.0, 18.0),
+            band_hz: (4.0, 18.0),
             integration_s: 0.15,
             refractory_s: 0.2,
             t_wave_s: 0.36,
             t_wave_slope_ratio: 0.5,
-            search_back_rr: 1.66,
-            threshold_ratio: 0.25,
+            search_back_rr: 1.5,
+            threshold_ratio: 0.2,
             locate_s: 0.1,
+            decay_after_rr: 2.0,
+            decay: 0.7,
         }
     }
 }
@@ -183,7 +187,14 @@ pub fn detect_with(x: &[f64], fs: f64, cfg: &QrsConfig) -> Vec<usize> {
                 .copied()
                 .filter(|&p| p > last + samples(cfg.t_wave_s) && m[p] > 0.5 * lv.threshold())
                 .max_by(|&a, &b| m[a].total_cmp(&m[b]));
-            let Some(b) = best else { break };
+            let Some(b) = best else {
+                // Nothing even at half threshold: the QRS amplitude has dropped
+                // (lead change, gain change). Let the signal level follow it down.
+                if ((c - last) as f64) > cfg.decay_after_rr * mean_rr {
+                    lv.signal = (lv.signal * cfg.decay).max(lv.noise);
+                }
+                break;
+            };
             lv.signal = 0.25 * m[b] + 0.75 * lv.signal;
             noise_since_beat.retain(|&p| p > b);
             accept(b, &mut beats, &mut slopes, &mut rr);
