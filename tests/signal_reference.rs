@@ -14,12 +14,19 @@ fn reference() -> Value {
 }
 
 fn vector(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 /// Tolerance of the issue: 1e-6 mV. Both sides are f64 and run the same
@@ -65,7 +72,9 @@ fn record_100_decodes_as_wfdb_does() {
     assert_eq!(rec.n_samples(), 650_000);
     assert_eq!(rec.leads[0].name, "MLII");
     // wfdb.rdrecord('100').p_signal[:10, 0] (ADC 995 995 ... 1000 997, gain 200, baseline 1024).
-    let want = [-0.145, -0.145, -0.145, -0.145, -0.145, -0.145, -0.145, -0.145, -0.12, -0.135];
+    let want = [
+        -0.145, -0.145, -0.145, -0.145, -0.145, -0.145, -0.145, -0.145, -0.12, -0.135,
+    ];
     for (a, b) in rec.leads[0].samples.iter().zip(want) {
         assert!((a - b).abs() < 1e-12, "{a} vs {b}");
     }
@@ -73,7 +82,10 @@ fn record_100_decodes_as_wfdb_does() {
     let beats: Vec<_> = ann.iter().filter(|a| a.is_beat()).collect();
     assert_eq!(beats.len(), 2273);
     // wfdb.rdann('100', 'atr'): first annotation '+' at 18 with aux '(N', first beat 'N' at 77.
-    assert_eq!((ann[0].sample, ann[0].symbol, ann[0].aux.as_deref()), (18, "+", Some("(N")));
+    assert_eq!(
+        (ann[0].sample, ann[0].symbol, ann[0].aux.as_deref()),
+        (18, "+", Some("(N"))
+    );
     assert_eq!((beats[0].sample, beats[0].symbol), (77, "N"));
     let counts = AamiClass::ALL.map(|c| beats.iter().filter(|b| b.aami() == Some(c)).count());
     assert_eq!(counts, [2239, 33, 1, 0, 0]);
@@ -115,8 +127,16 @@ fn qrs_detector_meets_the_target_on_all_48_records() {
     let report = ecg_serve::eval::qrs::run(&dir, &[], 0.15, 0.0).unwrap();
     eprint!("{}", report.table());
     assert_eq!(report.records.len(), 48);
-    assert!(report.pooled_sensitivity >= 0.997, "Se {}", report.pooled_sensitivity);
-    assert!(report.pooled_positive_predictivity >= 0.997, "+P {}", report.pooled_positive_predictivity);
+    assert!(
+        report.pooled_sensitivity >= 0.997,
+        "Se {}",
+        report.pooled_sensitivity
+    );
+    assert!(
+        report.pooled_positive_predictivity >= 0.997,
+        "+P {}",
+        report.pooled_positive_predictivity
+    );
 }
 
 #[test]
@@ -124,5 +144,9 @@ fn qrs_detector_finds_every_beat_of_record_100() {
     let dir = common::fixtures().join("mitdb");
     let row = ecg_serve::eval::qrs::score_record(&dir, "100", 0.15, 0.0).unwrap();
     assert_eq!(row.reference_beats, 2273);
-    assert_eq!((row.counts.false_negatives, row.counts.false_positives), (0, 0), "{row:?}");
+    assert_eq!(
+        (row.counts.false_negatives, row.counts.false_positives),
+        (0, 0),
+        "{row:?}"
+    );
 }

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(version, about = "Measure ecg-serve's signal library against annotated databases")]
+#[command(
+    version,
+    about = "Measure ecg-serve's signal library against annotated databases"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +41,13 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Qrs { db, records, window_s, start_s, json } => {
+        Command::Qrs {
+            db,
+            records,
+            window_s,
+            start_s,
+            json,
+        } => {
             let report = ecg_serve::eval::qrs::run(&db, &records, window_s, start_s)?;
             print!("{}", report.table());
             if let Some(path) = json {

@@ -23,12 +23,18 @@ pub struct DetectionCounts {
 impl DetectionCounts {
     /// Sensitivity, TP / (TP + FN); 1 when there was nothing to find.
     pub fn sensitivity(&self) -> f64 {
-        ratio(self.true_positives, self.true_positives + self.false_negatives)
+        ratio(
+            self.true_positives,
+            self.true_positives + self.false_negatives,
+        )
     }
 
     /// Positive predictivity, TP / (TP + FP); 1 when nothing was detected.
     pub fn positive_predictivity(&self) -> f64 {
-        ratio(self.true_positives, self.true_positives + self.false_positives)
+        ratio(
+            self.true_positives,
+            self.true_positives + self.false_positives,
+        )
     }
 
     /// Adds another comparison's counts (pooled, "gross" statistics).
@@ -92,8 +98,12 @@ pub fn compare(
     excluded: &[(u64, u64)],
 ) -> Comparison {
     let scored = |t: u64| t >= start && !excluded.iter().any(|&(a, b)| t >= a && t < b);
-    let refs: Vec<usize> = (0..reference.len()).filter(|&i| scored(reference[i])).collect();
-    let dets: Vec<usize> = (0..detections.len()).filter(|&j| scored(detections[j])).collect();
+    let refs: Vec<usize> = (0..reference.len())
+        .filter(|&i| scored(reference[i]))
+        .collect();
+    let dets: Vec<usize> = (0..detections.len())
+        .filter(|&j| scored(detections[j]))
+        .collect();
     let mut out = Comparison::default();
     let (mut i, mut j) = (0, 0);
     while i < refs.len() && j < dets.len() {
@@ -140,9 +150,19 @@ mod tests {
         let c = compare(&r, &d, 54, 0, &[]);
         assert_eq!(
             c.counts,
-            DetectionCounts { true_positives: 2, false_negatives: 2, false_positives: 2 }
+            DetectionCounts {
+                true_positives: 2,
+                false_negatives: 2,
+                false_positives: 2
+            }
         );
-        assert_eq!(c.matches[1], Match { reference: 2, detection: 2 });
+        assert_eq!(
+            c.matches[1],
+            Match {
+                reference: 2,
+                detection: 2
+            }
+        );
         assert!((c.counts.sensitivity() - 0.5).abs() < 1e-12);
     }
 
@@ -153,7 +173,13 @@ mod tests {
         let c = compare(&[100], &[155], 54, 0, &[]);
         assert_eq!(c.counts.true_positives, 0);
         let c = compare(&[100], &[60, 98], 54, 0, &[]);
-        assert_eq!(c.matches, vec![Match { reference: 0, detection: 1 }]);
+        assert_eq!(
+            c.matches,
+            vec![Match {
+                reference: 0,
+                detection: 1
+            }]
+        );
         assert_eq!(c.counts.false_positives, 1);
     }
 
@@ -162,7 +188,11 @@ mod tests {
         let c = compare(&[10, 500, 900], &[600, 700, 905], 54, 100, &[(550, 800)]);
         assert_eq!(
             c.counts,
-            DetectionCounts { true_positives: 1, false_negatives: 1, false_positives: 0 }
+            DetectionCounts {
+                true_positives: 1,
+                false_negatives: 1,
+                false_positives: 0
+            }
         );
         assert_eq!(compare(&[], &[], 54, 0, &[]).counts.sensitivity(), 1.0);
     }

@@ -56,7 +56,10 @@ pub fn score_record(dir: &Path, name: &str, window_s: f64, start_s: f64) -> Resu
         let path = dir.join(format!("{name}.{ext}"));
         std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
     };
-    let header = parse_header(&format!("{name}.hea"), &String::from_utf8_lossy(&read("hea")?))?;
+    let header = parse_header(
+        &format!("{name}.hea"),
+        &String::from_utf8_lossy(&read("hea")?),
+    )?;
     let dat = read("dat")?;
     let rec = read_record(&header, |_| Some(&dat[..]), ReadOptions::default())?;
     let annotations = read_annotations(&format!("{name}.atr"), &read("atr")?)?;
@@ -66,7 +69,11 @@ pub fn score_record(dir: &Path, name: &str, window_s: f64, start_s: f64) -> Resu
         .into_iter()
         .map(|p| p as u64)
         .collect();
-    let reference: Vec<u64> = annotations.iter().filter(|a| a.is_beat()).map(|a| a.sample).collect();
+    let reference: Vec<u64> = annotations
+        .iter()
+        .filter(|a| a.is_beat())
+        .map(|a| a.sample)
+        .collect();
     let cmp = compare(
         &reference,
         &peaks,
@@ -88,7 +95,11 @@ pub fn score_record(dir: &Path, name: &str, window_s: f64, start_s: f64) -> Resu
 
 /// Scores `records` of `dir` (all of them when empty).
 pub fn run(dir: &Path, records: &[String], window_s: f64, start_s: f64) -> Result<QrsReport> {
-    let names = if records.is_empty() { record_names(dir)? } else { records.to_vec() };
+    let names = if records.is_empty() {
+        record_names(dir)?
+    } else {
+        records.to_vec()
+    };
     let mut rows = Vec::with_capacity(names.len());
     let mut pooled = DetectionCounts::default();
     for name in &names {

@@ -54,8 +54,8 @@ impl AamiClass {
 /// WFDB mnemonics by annotation code (`ecgcodes.h`); unused codes are `""`.
 const SYMBOLS: [&str; 50] = [
     "", "N", "L", "R", "a", "V", "F", "J", "A", "S", "E", "j", "/", "Q", "~", "", "|", "", "s",
-    "T", "*", "D", "\"", "=", "p", "B", "^", "t", "+", "u", "?", "!", "[", "]", "e", "n", "@",
-    "x", "f", "(", ")", "r", "", "", "", "", "", "", "", "",
+    "T", "*", "D", "\"", "=", "p", "B", "^", "t", "+", "u", "?", "!", "[", "]", "e", "n", "@", "x",
+    "f", "(", ")", "r", "", "", "", "", "", "", "", "",
 ];
 
 /// The WFDB mnemonic of annotation `code`.

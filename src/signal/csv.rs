@@ -40,7 +40,10 @@ pub fn read_csv(file: &str, bytes: &[u8], options: &CsvOptions) -> Result<Record
         message,
     };
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        let row = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        let row = 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
         err(row, 0, "the file is not UTF-8 text".into())
     })?;
     let text = text.trim_start_matches('\u{feff}');
@@ -48,7 +51,9 @@ pub fn read_csv(file: &str, bytes: &[u8], options: &CsvOptions) -> Result<Record
     if first_line.trim().is_empty() {
         return Err(err(1, 0, "the file is empty".into()));
     }
-    let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(first_line));
+    let delimiter = options
+        .delimiter
+        .unwrap_or_else(|| detect_delimiter(first_line));
     let mut reader = ::csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(false)
@@ -62,16 +67,30 @@ pub fn read_csv(file: &str, bytes: &[u8], options: &CsvOptions) -> Result<Record
     };
     let n_cols = first.len();
     if n_cols > MAX_COLUMNS + 1 {
-        return Err(err(1, n_cols, format!("{n_cols} columns; at most {MAX_COLUMNS} leads (plus a time column) are accepted")));
+        return Err(err(
+            1,
+            n_cols,
+            format!(
+                "{n_cols} columns; at most {MAX_COLUMNS} leads (plus a time column) are accepted"
+            ),
+        ));
     }
     let first: Vec<String> = first.iter().map(unquote).collect();
     let has_header = options
         .has_header
         .unwrap_or_else(|| first.iter().any(|c| parse_cell(c).is_none()));
-    let index = if has_header { index_kind(&first[0]) } else { IndexColumn::None };
+    let index = if has_header {
+        index_kind(&first[0])
+    } else {
+        IndexColumn::None
+    };
     let lead_start = usize::from(index != IndexColumn::None);
     if lead_start >= n_cols {
-        return Err(err(1, 1, "no lead columns: the only column is a time or index column".into()));
+        return Err(err(
+            1,
+            1,
+            "no lead columns: the only column is a time or index column".into(),
+        ));
     }
     let names: Vec<String> = (lead_start..n_cols)
         .map(|c| match has_header {
@@ -89,7 +108,10 @@ pub fn read_csv(file: &str, bytes: &[u8], options: &CsvOptions) -> Result<Record
             None => match rows.next() {
                 Some(r) => {
                     row_no += 1;
-                    r.map_err(|e| err(row_no, 0, e.to_string()))?.iter().map(unquote).collect()
+                    r.map_err(|e| err(row_no, 0, e.to_string()))?
+                        .iter()
+                        .map(unquote)
+                        .collect()
                 }
                 None => break,
             },
@@ -98,7 +120,11 @@ pub fn read_csv(file: &str, bytes: &[u8], options: &CsvOptions) -> Result<Record
             continue;
         }
         if cells.len() != n_cols {
-            return Err(err(row_no, cells.len().min(n_cols) + 1, format!("row has {} cells, the first row has {n_cols}", cells.len())));
+            return Err(err(
+                row_no,
+                cells.len().min(n_cols) + 1,
+                format!("row has {} cells, the first row has {n_cols}", cells.len()),
+            ));
         }
         if std::mem::take(&mut units_row_allowed) && cells.iter().all(|c| parse_cell(c).is_none()) {
             continue;
@@ -112,7 +138,13 @@ pub fn read_csv(file: &str, bytes: &[u8], options: &CsvOptions) -> Result<Record
             match value {
                 Some(v) if v.is_finite() => columns[c].push(v),
                 Some(v) => return Err(err(row_no, c + 1, format!("`{v}` is not a finite number"))),
-                None if cell.is_empty() => return Err(err(row_no, c + 1, "empty cell; every cell must hold a number".into())),
+                None if cell.is_empty() => {
+                    return Err(err(
+                        row_no,
+                        c + 1,
+                        "empty cell; every cell must hold a number".into(),
+                    ))
+                }
                 None => return Err(err(row_no, c + 1, format!("`{cell}` is not a number"))),
             }
         }
@@ -122,8 +154,12 @@ pub fn read_csv(file: &str, bytes: &[u8], options: &CsvOptions) -> Result<Record
     }
     let sampling_rate = match (options.sampling_rate, index) {
         (Some(fs), _) => fs,
-        (None, IndexColumn::Seconds) => rate_from_times(&columns[0])
-            .ok_or_else(|| SignalError::parameter("fs", "the time column does not give a steady sampling rate; pass the rate"))?,
+        (None, IndexColumn::Seconds) => rate_from_times(&columns[0]).ok_or_else(|| {
+            SignalError::parameter(
+                "fs",
+                "the time column does not give a steady sampling rate; pass the rate",
+            )
+        })?,
         (None, _) => {
             return Err(SignalError::parameter(
                 "fs",
@@ -132,12 +168,19 @@ pub fn read_csv(file: &str, bytes: &[u8], options: &CsvOptions) -> Result<Record
         }
     };
     if !(sampling_rate.is_finite() && sampling_rate > 0.0) {
-        return Err(SignalError::parameter("fs", format!("{sampling_rate} is not a positive rate in Hz")));
+        return Err(SignalError::parameter(
+            "fs",
+            format!("{sampling_rate} is not a positive rate in Hz"),
+        ));
     }
     let leads = names
         .into_iter()
         .zip(columns.drain(lead_start..))
-        .map(|(name, samples)| Lead { name, units: "mV".into(), samples })
+        .map(|(name, samples)| Lead {
+            name,
+            units: "mV".into(),
+            samples,
+        })
         .collect();
     Ok(Recording {
         name: file.trim_end_matches(".csv").to_string(),
@@ -181,7 +224,9 @@ fn index_kind(name: &str) -> IndexColumn {
 /// Seconds, `m:ss.sss` or `h:mm:ss.sss`.
 fn parse_time(cell: &str) -> Option<f64> {
     cell.split(':')
-        .try_fold((0.0, 0), |(acc, n), part| part.parse::<f64>().ok().map(|v| (acc * 60.0 + v, n + 1)))
+        .try_fold((0.0, 0), |(acc, n), part| {
+            part.parse::<f64>().ok().map(|v| (acc * 60.0 + v, n + 1))
+        })
         .filter(|&(_, n)| n <= 3)
         .map(|(v, _)| v)
 }
@@ -194,7 +239,13 @@ fn rate_from_times(times: &[f64]) -> Option<f64> {
     }
     steps.sort_by(f64::total_cmp);
     let median = steps[steps.len() / 2];
-    let steady = median > 0.0 && steps.iter().filter(|s| ((*s - median) / median).abs() > 0.01).count() * 100 <= steps.len();
+    let steady = median > 0.0
+        && steps
+            .iter()
+            .filter(|s| ((*s - median) / median).abs() > 0.01)
+            .count()
+            * 100
+            <= steps.len();
     steady.then(|| 1.0 / median)
 }
 
@@ -203,7 +254,10 @@ mod tests {
     use super::*;
 
     fn opts(fs: Option<f64>) -> CsvOptions {
-        CsvOptions { sampling_rate: fs, ..Default::default() }
+        CsvOptions {
+            sampling_rate: fs,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -225,7 +279,11 @@ mod tests {
             text.push_str(&format!("'0:{:06.3}',{}\n", i as f64 / 250.0, i));
         }
         let r = read_csv("x.csv", text.as_bytes(), &opts(None)).unwrap();
-        assert!((r.sampling_rate - 250.0).abs() < 1e-6, "{}", r.sampling_rate);
+        assert!(
+            (r.sampling_rate - 250.0).abs() < 1e-6,
+            "{}",
+            r.sampling_rate
+        );
         assert_eq!(r.leads[0].samples.len(), 500);
     }
 
@@ -251,7 +309,12 @@ mod tests {
         ];
         for (text, row, column, what) in cases {
             match read_csv("x.csv", text.as_bytes(), &opts(Some(360.0))) {
-                Err(SignalError::Csv { row: r, column: c, message, .. }) => {
+                Err(SignalError::Csv {
+                    row: r,
+                    column: c,
+                    message,
+                    ..
+                }) => {
                     assert_eq!((r, c), (row, column), "{text:?}: {message}");
                     assert!(message.contains(what), "{text:?}: {message}");
                 }

@@ -125,8 +125,20 @@ mod tests {
 
     #[test]
     fn selects_mlii_wherever_it_is() {
-        assert_eq!(rec(&["V5", "MLII"]).select_lead("MLII", false).unwrap().index, 1);
-        assert_eq!(rec(&["ml ii", "V1"]).select_lead("MLII", false).unwrap().index, 0);
+        assert_eq!(
+            rec(&["V5", "MLII"])
+                .select_lead("MLII", false)
+                .unwrap()
+                .index,
+            1
+        );
+        assert_eq!(
+            rec(&["ml ii", "V1"])
+                .select_lead("MLII", false)
+                .unwrap()
+                .index,
+            0
+        );
         assert_eq!(rec(&["V5", "V1"]).select_lead("1", false).unwrap().index, 1);
         let err = rec(&["V5", "V1"]).select_lead("MLII", false).unwrap_err();
         assert!(err.to_string().contains("V5, V1"), "{err}");

@@ -59,7 +59,8 @@ struct Features {
 
 fn features(x: &[f64], fs: f64, cfg: &QrsConfig) -> Option<Features> {
     let section = |kind, hz: f64| {
-        Coefficients::<f64>::from_params(kind, fs.hz(), hz.hz(), std::f64::consts::FRAC_1_SQRT_2).ok()
+        Coefficients::<f64>::from_params(kind, fs.hz(), hz.hz(), std::f64::consts::FRAC_1_SQRT_2)
+            .ok()
     };
     let filter = ZeroPhase::new(vec![
         section(Type::HighPass, cfg.band_hz.0)?,
@@ -112,120 +113,172 @@ fn candidates(m: &[f64], refractory: usize) -> Vec<usize> {
 
 /// Largest absolute slope of `y` within `radius` of `at`.
 fn max_slope(y: &[f64], at: usize, radius: usize) -> f64 {
-    let (a, b) = (at.saturating_sub(radius).max(1), (at + radius).min(y.len() - 1));
+    let (a, b) = (
+        at.saturating_sub(radius).max(1),
+        (at + radius).min(y.len() - 1),
+    );
     (a..b).map(|i| (y[i] - y[i - 1]).abs()).fold(0.0, f64::max)
 }
 
 /// Index of the largest |y| within `radius` of `at`.
 fn locate(y: &[f64], at: usize, radius: usize) -> usize {
     let (a, b) = (at.saturating_sub(radius), (at + radius + 1).min(y.len()));
-    (a..b).max_by(|&i, &j| y[i].abs().total_cmp(&y[j].abs())).unwrap_or(at)
+    (a..b)
+        .max_by(|&i, &j| y[i].abs().total_cmp(&y[j].abs()))
+        .unwrap_or(at)
 }
 
-struct Levels {
+/// The detector's running state: adaptive levels and the beats so far.
+struct Tracker<'a> {
+    cfg: &'a QrsConfig,
+    fs: f64,
+    f: &'a Features,
+    /// Running QRS and noise peak levels of the integrated energy.
     signal: f64,
     noise: f64,
-    ratio: f64,
+    /// Candidate positions accepted as QRS, and each one's largest slope.
+    beats: Vec<usize>,
+    slopes: Vec<f64>,
+    /// The last eight RR intervals, in samples.
+    rr: Vec<f64>,
+    /// Candidates rejected since the last beat, for search-back.
+    noise_since_beat: Vec<usize>,
 }
 
-impl Levels {
+impl<'a> Tracker<'a> {
+    /// Initial levels from the median of the per-second maxima of the first 10 s.
+    fn new(cfg: &'a QrsConfig, fs: f64, f: &'a Features) -> Option<Self> {
+        let m = &f.energy;
+        let learn = m.len().min((10.0 * fs) as usize);
+        let mut maxima: Vec<f64> = m[..learn]
+            .chunks((fs as usize).max(1))
+            .map(|c| c.iter().copied().fold(0.0, f64::max))
+            .collect();
+        maxima.sort_by(f64::total_cmp);
+        let peak = maxima[maxima.len() / 2];
+        (peak > f64::MIN_POSITIVE).then(|| Tracker {
+            cfg,
+            fs,
+            f,
+            signal: peak,
+            noise: m[..learn].iter().sum::<f64>() / learn as f64 * 0.5,
+            beats: Vec::new(),
+            slopes: Vec::new(),
+            rr: Vec::new(),
+            noise_since_beat: Vec::new(),
+        })
+    }
+
+    fn samples(&self, seconds: f64) -> usize {
+        (seconds * self.fs).round() as usize
+    }
+
     fn threshold(&self) -> f64 {
-        self.noise + self.ratio * (self.signal - self.noise)
+        self.noise + self.cfg.threshold_ratio * (self.signal - self.noise)
+    }
+
+    fn slope(&self, at: usize) -> f64 {
+        max_slope(&self.f.band, at, self.samples(0.075))
+    }
+
+    fn accept(&mut self, c: usize) {
+        if let Some(&last) = self.beats.last() {
+            self.rr.push((c - last) as f64);
+            if self.rr.len() > 8 {
+                self.rr.remove(0);
+            }
+        }
+        self.beats.push(c);
+        self.slopes.push(self.slope(c));
+    }
+
+    /// A beat is overdue before candidate `c`: accept the best rejected candidate
+    /// over half the threshold, or, with none, let the signal level decay.
+    fn search_back(&mut self, c: usize) {
+        let m = &self.f.energy;
+        while let Some(&last) = self.beats.last() {
+            let mean_rr = match self.rr.len() {
+                0 => self.fs,
+                n => self.rr.iter().sum::<f64>() / n as f64,
+            };
+            let gap = (c - last) as f64;
+            if gap < self.cfg.search_back_rr * mean_rr {
+                return;
+            }
+            let floor = 0.5 * self.threshold();
+            let earliest = last + self.samples(self.cfg.t_wave_s);
+            let best = self
+                .noise_since_beat
+                .iter()
+                .copied()
+                .filter(|&p| p > earliest && m[p] > floor)
+                .max_by(|&a, &b| m[a].total_cmp(&m[b]));
+            let Some(b) = best else {
+                // Nothing even at half threshold: the QRS amplitude has dropped
+                // (lead change, gain change). Let the signal level follow it down.
+                if gap > self.cfg.decay_after_rr * mean_rr {
+                    self.signal = (self.signal * self.cfg.decay).max(self.noise);
+                }
+                return;
+            };
+            self.signal = 0.25 * m[b] + 0.75 * self.signal;
+            self.noise_since_beat.retain(|&p| p > b);
+            self.accept(b);
+        }
+    }
+
+    /// Classifies candidate `c` as QRS or noise, with the T-wave slope test.
+    fn classify(&mut self, c: usize) {
+        let m = self.f.energy[c];
+        let is_qrs = m > self.threshold()
+            && match self.beats.last() {
+                Some(&last) if c - last < self.samples(self.cfg.t_wave_s) => {
+                    let previous = self.slopes.last().copied().unwrap_or(0.0);
+                    self.slope(c) >= self.cfg.t_wave_slope_ratio * previous
+                }
+                _ => true,
+            };
+        if is_qrs {
+            self.signal = 0.125 * m + 0.875 * self.signal;
+            self.noise_since_beat.clear();
+            self.accept(c);
+        } else {
+            self.noise = 0.125 * m + 0.875 * self.noise;
+            self.noise_since_beat.push(c);
+        }
+    }
+
+    /// R peaks: each beat moved to the largest deflection near it, strictly increasing.
+    fn peaks(&self) -> Vec<usize> {
+        let radius = self.samples(self.cfg.locate_s);
+        let mut peaks: Vec<usize> = Vec::with_capacity(self.beats.len());
+        for &b in &self.beats {
+            let p = locate(&self.f.band, b, radius);
+            if peaks.last().is_none_or(|&q| p > q) {
+                peaks.push(p);
+            }
+        }
+        peaks
     }
 }
 
 /// R-peak detection with explicit parameters.
 pub fn detect_with(x: &[f64], fs: f64, cfg: &QrsConfig) -> Vec<usize> {
-    if !(fs.is_finite() && fs >= 50.0) || (x.len() as f64) < fs || x.iter().any(|v| !v.is_finite()) {
+    let usable = fs.is_finite() && fs >= 50.0 && x.len() as f64 >= fs;
+    if !usable || x.iter().any(|v| !v.is_finite()) {
         return Vec::new();
     }
-    let Some(f) = features(x, fs, cfg) else { return Vec::new() };
-    let m = &f.energy;
-    let samples = |s: f64| (s * fs).round() as usize;
-    let cands = candidates(m, samples(cfg.refractory_s));
-    // Initial levels: median of the per-second maxima over the first 10 s.
-    let learn = m.len().min(samples(10.0));
-    let mut maxima: Vec<f64> = m[..learn]
-        .chunks(samples(1.0).max(1))
-        .map(|c| c.iter().copied().fold(0.0, f64::max))
-        .collect();
-    maxima.sort_by(f64::total_cmp);
-    let peak = maxima[maxima.len() / 2];
-    if peak <= f64::MIN_POSITIVE {
+    let Some(f) = features(x, fs, cfg) else {
         return Vec::new();
-    }
-    let mut lv = Levels {
-        signal: peak,
-        noise: m[..learn].iter().sum::<f64>() / learn as f64 * 0.5,
-        ratio: cfg.threshold_ratio,
     };
-    let mut beats: Vec<usize> = Vec::new(); // candidate positions accepted as QRS
-    let mut slopes: Vec<f64> = Vec::new();
-    let mut rr: Vec<f64> = Vec::new();
-    let mut noise_since_beat: Vec<usize> = Vec::new();
-    let slope_radius = samples(0.075);
-    let accept = |c: usize, beats: &mut Vec<usize>, slopes: &mut Vec<f64>, rr: &mut Vec<f64>| {
-        if let Some(&last) = beats.last() {
-            rr.push((c - last) as f64);
-            if rr.len() > 8 {
-                rr.remove(0);
-            }
-        }
-        beats.push(c);
-        slopes.push(max_slope(&f.band, c, slope_radius));
+    let Some(mut tracker) = Tracker::new(cfg, fs, &f) else {
+        return Vec::new();
     };
-    for &c in &cands {
-        // Search-back: a beat is overdue; take the best noise peak over half threshold.
-        loop {
-            let Some(&last) = beats.last() else { break };
-            let mean_rr = if rr.is_empty() { fs } else { rr.iter().sum::<f64>() / rr.len() as f64 };
-            if ((c - last) as f64) < cfg.search_back_rr * mean_rr {
-                break;
-            }
-            let best = noise_since_beat
-                .iter()
-                .copied()
-                .filter(|&p| p > last + samples(cfg.t_wave_s) && m[p] > 0.5 * lv.threshold())
-                .max_by(|&a, &b| m[a].total_cmp(&m[b]));
-            let Some(b) = best else {
-                // Nothing even at half threshold: the QRS amplitude has dropped
-                // (lead change, gain change). Let the signal level follow it down.
-                if ((c - last) as f64) > cfg.decay_after_rr * mean_rr {
-                    lv.signal = (lv.signal * cfg.decay).max(lv.noise);
-                }
-                break;
-            };
-            lv.signal = 0.25 * m[b] + 0.75 * lv.signal;
-            noise_since_beat.retain(|&p| p > b);
-            accept(b, &mut beats, &mut slopes, &mut rr);
-        }
-        let is_qrs = m[c] > lv.threshold()
-            && match beats.last() {
-                Some(&last) if c - last < samples(cfg.t_wave_s) => {
-                    max_slope(&f.band, c, slope_radius)
-                        >= cfg.t_wave_slope_ratio * slopes.last().copied().unwrap_or(0.0)
-                }
-                _ => true,
-            };
-        if is_qrs {
-            lv.signal = 0.125 * m[c] + 0.875 * lv.signal;
-            noise_since_beat.clear();
-            accept(c, &mut beats, &mut slopes, &mut rr);
-        } else {
-            lv.noise = 0.125 * m[c] + 0.875 * lv.noise;
-            noise_since_beat.push(c);
-        }
+    for c in candidates(&f.energy, (cfg.refractory_s * fs).round() as usize) {
+        tracker.search_back(c);
+        tracker.classify(c);
     }
-    let radius = samples(cfg.locate_s);
-    let mut peaks: Vec<usize> = Vec::with_capacity(beats.len());
-    for b in beats {
-        let p = locate(&f.band, b, radius);
-        match peaks.last() {
-            Some(&q) if p <= q => {}
-            _ => peaks.push(p),
-        }
-    }
-    peaks
+    tracker.peaks()
 }
 
 #[cfg(test)]
@@ -235,12 +288,16 @@ mod tests {
     /// A synthetic ECG: narrow Gaussian QRS complexes plus T waves at `rr_s` spacing.
     fn synthetic(fs: f64, seconds: f64, rr_s: f64, amplitude: f64) -> (Vec<f64>, Vec<usize>) {
         let n = (fs * seconds) as usize;
-        let beats: Vec<usize> = (1..).map(|k| (k as f64 * rr_s * fs) as usize).take_while(|&b| b + ((fs * 0.5) as usize) < n).collect();
+        let beats: Vec<usize> = (1..)
+            .map(|k| (k as f64 * rr_s * fs) as usize)
+            .take_while(|&b| b + ((fs * 0.5) as usize) < n)
+            .collect();
         let mut x = vec![0.0; n];
         for &b in &beats {
             for (i, v) in x.iter_mut().enumerate() {
                 let t = (i as f64 - b as f64) / fs;
-                *v += amplitude * (-(t / 0.012).powi(2)).exp() + 0.3 * amplitude * (-((t - 0.25) / 0.05).powi(2)).exp();
+                *v += amplitude * (-(t / 0.012).powi(2)).exp()
+                    + 0.3 * amplitude * (-((t - 0.25) / 0.05).powi(2)).exp();
             }
         }
         (x, beats)

@@ -57,12 +57,33 @@ pub fn resample(x: &[f64], from_hz: f64, to_hz: f64) -> Result<Vec<f64>> {
     Ok(y)
 }
 
-/// Reduced `up / down` with `up / down = to / from`.
+/// Largest `up` or `down` accepted: the filter has `20 * max(up, down) + 1` taps.
+const MAX_TERM: usize = 4096;
+
+/// Reduced `up / down` with `up / down = to / from`. Ratios that need larger terms
+/// (e.g. 1234.57 Hz) take the closest fraction with terms up to [`MAX_TERM`]
+/// (continued fractions); the relative rate error is then below 1e-6.
 fn ratio(from_hz: f64, to_hz: f64) -> (usize, usize) {
     let a = (to_hz * RATE_SCALE).round() as usize;
     let b = (from_hz * RATE_SCALE).round() as usize;
     let g = gcd(a, b);
-    (a / g, b / g)
+    let (up, down) = (a / g, b / g);
+    if up.max(down) <= MAX_TERM {
+        return (up, down);
+    }
+    // Convergents p/q of up/down, kept while both terms stay in bounds.
+    let (mut p0, mut q0, mut p1, mut q1) = (0usize, 1usize, 1usize, 0usize);
+    let (mut num, mut den) = (up, down);
+    while den != 0 {
+        let k = num / den;
+        let (p2, q2) = (k * p1 + p0, k * q1 + q0);
+        if p2.max(q2) > MAX_TERM {
+            break;
+        }
+        (p0, q0, p1, q1) = (p1, q1, p2, q2);
+        (num, den) = (den, num - k * den);
+    }
+    (p1.max(1), q1.max(1))
 }
 
 fn gcd(mut a: usize, mut b: usize) -> usize {
@@ -156,5 +177,8 @@ mod tests {
         assert_eq!(map_index(77, 360.0, 250.0), 53);
         assert_eq!(ratio(250.0, 360.0), (36, 25));
         assert_eq!(ratio(128.5, 360.0), (720, 257));
+        let (up, down) = ratio(1234.57, 360.0);
+        assert!(up.max(down) <= MAX_TERM);
+        assert!(((up as f64 / down as f64) / (360.0 / 1234.57) - 1.0).abs() < 1e-6);
     }
 }

@@ -19,12 +19,18 @@ pub struct WindowSpec {
 
 impl WindowSpec {
     /// 10 s windows with 50 % overlap at 360 Hz.
-    pub const MITDB_10S: WindowSpec = WindowSpec { length: 3600, hop: 1800 };
+    pub const MITDB_10S: WindowSpec = WindowSpec {
+        length: 3600,
+        hop: 1800,
+    };
 
     /// Checks that the spec describes real windows.
     pub fn validate(&self) -> Result<()> {
         if self.length == 0 || self.hop == 0 {
-            return Err(SignalError::parameter("window", "length and hop must be positive"));
+            return Err(SignalError::parameter(
+                "window",
+                "length and hop must be positive",
+            ));
         }
         Ok(())
     }
@@ -76,7 +82,9 @@ pub fn beat_windows(x: &[f64], peaks: &[usize], before: usize, after: usize) -> 
     for &p in peaks {
         buf.clear();
         buf.extend((0..len).map(|k| {
-            let i = (p + k).saturating_sub(before).min(x.len().saturating_sub(1));
+            let i = (p + k)
+                .saturating_sub(before)
+                .min(x.len().saturating_sub(1));
             x.get(i).copied().unwrap_or(0.0)
         }));
         zscore_into(&buf, &mut out);

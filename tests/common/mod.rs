@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ecg_serve::signal::wfdb::{parse_header, read_annotations, read_record, Annotation, ReadOptions};
+use ecg_serve::signal::wfdb::{
+    parse_header, read_annotations, read_record, Annotation, ReadOptions,
+};
 use ecg_serve::signal::Recording;
 
 /// The committed fixtures folder.
@@ -18,7 +20,10 @@ pub fn mitdb() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mitdb"));
     if dir.join("100.hea").exists() {
-        eprintln!("full MIT-BIH database found at {}: running the full-database check", dir.display());
+        eprintln!(
+            "full MIT-BIH database found at {}: running the full-database check",
+            dir.display()
+        );
         Some(dir)
     } else {
         eprintln!("full MIT-BIH database not found (set MITDB_DIR): full-database check SKIPPED");

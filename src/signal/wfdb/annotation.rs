@@ -83,7 +83,10 @@ pub fn read_annotations(file: &str, bytes: &[u8]) -> Result<Vec<Annotation>> {
                 pos += 4;
                 let skip = ((hi << 16) | lo) as i32;
                 time = time.checked_add_signed(skip as i64).ok_or_else(|| {
-                    err(pos - 6, format!("SKIP of {skip} moves before the record start"))
+                    err(
+                        pos - 6,
+                        format!("SKIP of {skip} moves before the record start"),
+                    )
                 })?;
             }
             NUM | SUB | CHN => {
@@ -105,9 +108,9 @@ pub fn read_annotations(file: &str, bytes: &[u8]) -> Result<Vec<Annotation>> {
             }
             AUX => {
                 let len = data as usize;
-                let text = bytes
-                    .get(pos..pos + len)
-                    .ok_or_else(|| err(pos, format!("AUX string of {len} bytes runs past the end")))?;
+                let text = bytes.get(pos..pos + len).ok_or_else(|| {
+                    err(pos, format!("AUX string of {len} bytes runs past the end"))
+                })?;
                 pos += len + (len & 1);
                 if let Some(last) = out.last_mut() {
                     let s = text.split(|&b| b == 0).next().unwrap_or_default();

@@ -109,32 +109,32 @@ impl Format {
     /// Decodes up to `n` samples of the interleaved stream from `bytes`.
     /// Returns fewer when `bytes` is short; the caller decides if that is an error.
     pub fn decode(self, bytes: &[u8], n: usize) -> Vec<i32> {
-        let n = n.min(self.samples_in(bytes.len()));
-        let mut out = Vec::with_capacity(n);
-        match self {
-            Format::F80 => out.extend(bytes[..n].iter().map(|&b| b as i32 - 128)),
-            Format::F16 => out.extend(
-                bytes
-                    .chunks_exact(2)
-                    .take(n)
-                    .map(|c| i16::from_le_bytes([c[0], c[1]]) as i32),
-            ),
-            Format::F61 => out.extend(
-                bytes
-                    .chunks_exact(2)
-                    .take(n)
-                    .map(|c| i16::from_be_bytes([c[0], c[1]]) as i32),
-            ),
-            Format::F24 => out.extend(
-                bytes
-                    .chunks_exact(3)
-                    .take(n)
-                    .map(|c| i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8),
-            ),
-            Format::F212 => decode_212(bytes, n, &mut out),
-            Format::F310 | Format::F311 => decode_10bit(self, bytes, n, &mut out),
-        }
+        let mut out = Vec::with_capacity(n.min(self.samples_in(bytes.len())));
+        self.for_each(bytes, n, |v| out.push(v));
         out
+    }
+
+    /// Calls `f` with each of up to `n` samples of the interleaved stream, in order,
+    /// without collecting them (the record reader converts as it goes).
+    pub fn for_each(self, bytes: &[u8], n: usize, mut f: impl FnMut(i32)) {
+        let n = n.min(self.samples_in(bytes.len()));
+        match self {
+            Format::F80 => bytes[..n].iter().for_each(|&b| f(b as i32 - 128)),
+            Format::F16 => bytes
+                .chunks_exact(2)
+                .take(n)
+                .for_each(|c| f(i16::from_le_bytes([c[0], c[1]]) as i32)),
+            Format::F61 => bytes
+                .chunks_exact(2)
+                .take(n)
+                .for_each(|c| f(i16::from_be_bytes([c[0], c[1]]) as i32)),
+            Format::F24 => bytes
+                .chunks_exact(3)
+                .take(n)
+                .for_each(|c| f(i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8)),
+            Format::F212 => decode_212(bytes, n, f),
+            Format::F310 | Format::F311 => decode_10bit(self, bytes, n, f),
+        }
     }
 
     /// Encodes the interleaved stream `samples`; values are clamped to the format's range.
@@ -155,14 +155,22 @@ impl Format {
                     out.extend_from_slice(&[a as u8, ((a >> 8) | ((b >> 8) << 4)) as u8, b as u8]);
                 }
                 Format::F310 => {
-                    let (a, b, c) = (v(i) as u16 & 0x3ff, v(i + 1) as u16 & 0x3ff, v(i + 2) as u16 & 0x3ff);
+                    let (a, b, c) = (
+                        v(i) as u16 & 0x3ff,
+                        v(i + 1) as u16 & 0x3ff,
+                        v(i + 2) as u16 & 0x3ff,
+                    );
                     let w0 = (a << 1) | ((c & 0x1f) << 11);
                     let w1 = (b << 1) | ((c >> 5) << 11);
                     out.extend_from_slice(&w0.to_le_bytes());
                     out.extend_from_slice(&w1.to_le_bytes());
                 }
                 Format::F311 => {
-                    let (a, b, c) = (v(i) as u32 & 0x3ff, v(i + 1) as u32 & 0x3ff, v(i + 2) as u32 & 0x3ff);
+                    let (a, b, c) = (
+                        v(i) as u32 & 0x3ff,
+                        v(i + 1) as u32 & 0x3ff,
+                        v(i + 2) as u32 & 0x3ff,
+                    );
                     out.extend_from_slice(&(a | (b << 10) | (c << 20)).to_le_bytes());
                 }
             }
@@ -176,38 +184,43 @@ fn sign_extend(value: u32, bits: u32) -> i32 {
     ((value << shift) as i32) >> shift
 }
 
-fn decode_212(bytes: &[u8], n: usize, out: &mut Vec<i32>) {
+fn decode_212(bytes: &[u8], n: usize, mut f: impl FnMut(i32)) {
     let mut chunks = bytes.chunks_exact(3);
     for c in chunks.by_ref().take(n / 2) {
         let (b0, b1, b2) = (c[0] as u32, c[1] as u32, c[2] as u32);
-        out.push(sign_extend(b0 | ((b1 & 0x0f) << 8), 12));
-        out.push(sign_extend(b2 | ((b1 & 0xf0) << 4), 12));
+        f(sign_extend(b0 | ((b1 & 0x0f) << 8), 12));
+        f(sign_extend(b2 | ((b1 & 0xf0) << 4), 12));
     }
     if n % 2 == 1 {
         let i = n / 2 * 3;
-        out.push(sign_extend(
+        f(sign_extend(
             bytes[i] as u32 | ((bytes[i + 1] as u32 & 0x0f) << 8),
             12,
         ));
     }
 }
 
-fn decode_10bit(format: Format, bytes: &[u8], n: usize, out: &mut Vec<i32>) {
-    let mut i = 0;
-    while out.len() < n {
+fn decode_10bit(format: Format, bytes: &[u8], n: usize, mut f: impl FnMut(i32)) {
+    let (mut i, mut done) = (0, 0);
+    while done < n {
         let mut g = [0u8; 4];
         let end = (i + 4).min(bytes.len());
         g[..end - i].copy_from_slice(&bytes[i..end]);
         let raw: [u32; 3] = if format == Format::F310 {
             let w0 = u16::from_le_bytes([g[0], g[1]]) as u32;
             let w1 = u16::from_le_bytes([g[2], g[3]]) as u32;
-            [(w0 >> 1) & 0x3ff, (w1 >> 1) & 0x3ff, ((w0 >> 11) & 0x1f) | (((w1 >> 11) & 0x1f) << 5)]
+            [
+                (w0 >> 1) & 0x3ff,
+                (w1 >> 1) & 0x3ff,
+                ((w0 >> 11) & 0x1f) | (((w1 >> 11) & 0x1f) << 5),
+            ]
         } else {
             let w = u32::from_le_bytes(g);
             [w & 0x3ff, (w >> 10) & 0x3ff, (w >> 20) & 0x3ff]
         };
-        for r in raw.into_iter().take(n - out.len()) {
-            out.push(sign_extend(r, 10));
+        for r in raw.into_iter().take(n - done) {
+            f(sign_extend(r, 10));
+            done += 1;
         }
         i += 4;
     }
@@ -224,7 +237,7 @@ mod tests {
             for n in [0usize, 1, 2, 3, 4, 5, 7, 100] {
                 let samples: Vec<i32> = (0..n as i32)
                     .map(|i| lo + ((i as i64 * 7919) % (hi as i64 - lo as i64 + 1)) as i32)
-                    .chain([lo, hi, 0, -1].into_iter())
+                    .chain([lo, hi, 0, -1])
                     .take(n)
                     .collect();
                 let bytes = f.encode(&samples);
@@ -237,7 +250,10 @@ mod tests {
     #[test]
     fn known_212_bytes() {
         // 0x123 and 0x456 per the WFDB signal(5) description of format 212.
-        assert_eq!(Format::F212.decode(&[0x23, 0x41, 0x56], 2), vec![0x123, 0x456]);
+        assert_eq!(
+            Format::F212.decode(&[0x23, 0x41, 0x56], 2),
+            vec![0x123, 0x456]
+        );
         assert_eq!(Format::F212.decode(&[0xff, 0x0f, 0x00], 2), vec![-1, 0]);
     }
 

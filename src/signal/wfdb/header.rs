@@ -98,11 +98,21 @@ pub fn parse_header(file: &str, text: &str) -> Result<Header> {
     let Some(&(line_no, record_line)) = content.first() else {
         return Err(Ctx { file, line: 1 }.err("record line", "the header is empty"));
     };
-    let mut header = parse_record_line(&Ctx { file, line: line_no }, record_line)?;
+    let mut header = parse_record_line(
+        &Ctx {
+            file,
+            line: line_no,
+        },
+        record_line,
+    )?;
     let declared = header.n_signals;
     let signal_lines = &content[1..];
     if signal_lines.len() < declared {
-        return Err(Ctx { file, line: line_no }.err(
+        return Err(Ctx {
+            file,
+            line: line_no,
+        }
+        .err(
             "number of signals",
             format!(
                 "the record line declares {declared} signals but {} signal lines follow",
@@ -130,7 +140,12 @@ fn parse_record_line(ctx: &Ctx, line: &str) -> Result<Header> {
     }
     let n_signals: usize = match fields.next() {
         Some(t) => ctx.num("number of signals", t, "a non-negative integer")?,
-        None => return Err(ctx.err("number of signals", "missing (expected e.g. `100 2 360 650000`)")),
+        None => {
+            return Err(ctx.err(
+                "number of signals",
+                "missing (expected e.g. `100 2 360 650000`)",
+            ))
+        }
     };
     if n_signals == 0 || n_signals > MAX_SIGNALS {
         return Err(ctx.err(
@@ -258,12 +273,17 @@ fn parse_signal_line(ctx: &Ctx, line: &str) -> Result<SignalSpec> {
 }
 
 fn parse_format_field(ctx: &Ctx, text: &str) -> Result<(Format, usize, usize, usize)> {
-    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let code: u32 = ctx.num("format", &text[..digits_end], "a WFDB format number")?;
     let format = Format::from_code(code).ok_or_else(|| {
         ctx.err(
             "format",
-            format!("format {code} is not supported; accepted: {}", Format::ACCEPTED),
+            format!(
+                "format {code} is not supported; accepted: {}",
+                Format::ACCEPTED
+            ),
         )
     })?;
     let (mut spf, mut skew, mut offset) = (1usize, 0usize, 0usize);
@@ -297,7 +317,9 @@ fn parse_gain_field(ctx: &Ctx, text: &str, spec: &mut SignalSpec) -> Result<Opti
     };
     let (gain_text, baseline) = match gain_part.split_once('(') {
         Some((g, b)) => {
-            let b = b.strip_suffix(')').ok_or_else(|| ctx.err("baseline", "missing `)`"))?;
+            let b = b
+                .strip_suffix(')')
+                .ok_or_else(|| ctx.err("baseline", "missing `)`"))?;
             (g, Some(ctx.num("baseline", b, "an integer")?))
         }
         None => (gain_part, None),

@@ -40,10 +40,9 @@ pub fn read_record<'a>(
     file: impl Fn(&str) -> Option<&'a [u8]>,
     options: ReadOptions,
 ) -> Result<Recording> {
-    let mut adc: Vec<Vec<i32>> = vec![Vec::new(); header.signals.len()];
-    let mut done = vec![false; header.signals.len()];
+    let mut leads: Vec<Option<Lead>> = vec![None; header.signals.len()];
     for first in 0..header.signals.len() {
-        if done[first] {
+        if leads[first].is_some() {
             continue;
         }
         let name = &header.signals[first].file_name;
@@ -55,24 +54,17 @@ pub fn read_record<'a>(
             message: "the header names this signal file but it was not provided".into(),
         })?;
         let channels = read_file_group(header, &members, name, bytes)?;
-        for (&i, samples) in members.iter().zip(channels) {
-            adc[i] = samples;
-            done[i] = true;
+        for (&i, (lead, sum)) in members.iter().zip(channels) {
+            if options.verify_checksums {
+                verify_checksum(header, i, sum)?;
+            }
+            leads[i] = Some(lead);
         }
     }
-    if options.verify_checksums {
-        verify_checksums(header, &adc)?;
-    }
-    let leads = header
-        .signals
-        .iter()
-        .zip(adc)
-        .map(|(spec, samples)| to_lead(spec, &samples))
-        .collect();
     Ok(Recording {
         name: header.record_name.clone(),
         sampling_rate: header.sampling_frequency,
-        leads,
+        leads: leads.into_iter().flatten().collect(),
     })
 }
 
@@ -82,7 +74,7 @@ fn read_file_group(
     members: &[usize],
     name: &str,
     bytes: &[u8],
-) -> Result<Vec<Vec<i32>>> {
+) -> Result<Vec<(Lead, u16)>> {
     let spec = &header.signals[members[0]];
     if let Some(other) = members
         .iter()
@@ -105,7 +97,9 @@ fn read_file_group(
     if n > MAX_SAMPLES_PER_SIGNAL {
         return Err(SignalError::Data {
             file: name.to_string(),
-            message: format!("{n} samples per signal is over the limit of {MAX_SAMPLES_PER_SIGNAL}"),
+            message: format!(
+                "{n} samples per signal is over the limit of {MAX_SAMPLES_PER_SIGNAL}"
+            ),
         });
     }
     if available < n {
@@ -125,14 +119,18 @@ fn read_file_group(
             message: "the file holds no samples".into(),
         });
     }
-    let stream = spec.format.decode(data, n * k);
-    let mut out = vec![Vec::with_capacity(n); k];
-    for frame in stream.chunks_exact(k) {
-        for (ch, &v) in out.iter_mut().zip(frame) {
-            ch.push(v);
-        }
-    }
-    Ok(out)
+    // De-interleave while decoding, then sum and scale each channel in a tight loop.
+    let mut adc: Vec<Vec<i32>> = vec![Vec::with_capacity(n); k];
+    let mut ch = 0;
+    spec.format.for_each(data, n * k, |v| {
+        adc[ch].push(v);
+        ch = if ch + 1 == k { 0 } else { ch + 1 };
+    });
+    Ok(members
+        .iter()
+        .zip(adc)
+        .map(|(&i, adc)| (to_lead(&header.signals[i], &adc), checksum(&adc)))
+        .collect())
 }
 
 /// Sum of a signal's ADC values modulo 65536, as WFDB computes checksums.
@@ -142,31 +140,32 @@ pub fn checksum(samples: &[i32]) -> u16 {
         .fold(0u16, |acc, &v| acc.wrapping_add(v as u16))
 }
 
-fn verify_checksums(header: &Header, adc: &[Vec<i32>]) -> Result<()> {
-    for (i, (spec, samples)) in header.signals.iter().zip(adc).enumerate() {
-        let Some(expected) = spec.checksum else { continue };
-        let actual = checksum(samples);
-        // Signed (-22131) and unsigned (43405) forms name the same 16-bit value.
-        if expected.rem_euclid(65536) as u16 != actual {
-            return Err(SignalError::Checksum {
-                file: spec.file_name.clone(),
-                signal: i,
-                description: spec.description.clone(),
-                expected,
-                actual,
-            });
-        }
-    }
-    Ok(())
-}
-
 fn to_lead(spec: &SignalSpec, adc: &[i32]) -> Lead {
-    let (gain, to_mv) = (spec.adc_gain, spec.to_millivolts());
-    let baseline = spec.baseline as f64;
+    let (baseline, gain, to_mv) = (spec.baseline as f64, spec.adc_gain, spec.to_millivolts());
     Lead {
         name: spec.description.clone(),
         units: "mV".to_string(),
-        samples: adc.iter().map(|&v| (v as f64 - baseline) / gain * to_mv).collect(),
+        samples: adc
+            .iter()
+            .map(|&v| (v as f64 - baseline) / gain * to_mv)
+            .collect(),
+    }
+}
+
+fn verify_checksum(header: &Header, signal: usize, actual: u16) -> Result<()> {
+    let spec = &header.signals[signal];
+    match spec.checksum {
+        // Signed (-22131) and unsigned (43405) forms name the same 16-bit value.
+        Some(expected) if expected.rem_euclid(65536) as u16 != actual => {
+            Err(SignalError::Checksum {
+                file: spec.file_name.clone(),
+                signal,
+                description: spec.description.clone(),
+                expected,
+                actual,
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -199,14 +198,24 @@ impl DatLayout {
         if self.n_signals == 0 || self.n_signals > header::MAX_SIGNALS {
             return Err(SignalError::parameter(
                 "channels",
-                format!("{} is out of range; accepted: 1 to {}", self.n_signals, header::MAX_SIGNALS),
+                format!(
+                    "{} is out of range; accepted: 1 to {}",
+                    self.n_signals,
+                    header::MAX_SIGNALS
+                ),
             ));
         }
         if !(self.sampling_rate.is_finite() && self.sampling_rate > 0.0) {
-            return Err(SignalError::parameter("fs", "must be a positive number of Hz"));
+            return Err(SignalError::parameter(
+                "fs",
+                "must be a positive number of Hz",
+            ));
         }
         if !(self.gain.is_finite() && self.gain > 0.0) {
-            return Err(SignalError::parameter("gain", "must be a positive number of ADC units per mV"));
+            return Err(SignalError::parameter(
+                "gain",
+                "must be a positive number of ADC units per mV",
+            ));
         }
         let spec = |i: usize| SignalSpec {
             file_name: file_name.to_string(),
@@ -336,14 +345,17 @@ mod tests {
         let header = parse_header("r.hea", hea).unwrap();
         let short = vec![0u8; 299];
         let err = read_record(&header, |_| Some(&short[..]), ReadOptions::default()).unwrap_err();
-        assert!(err.to_string().contains("shorter than the header says"), "{err}");
+        assert!(
+            err.to_string().contains("shorter than the header says"),
+            "{err}"
+        );
         let err = read_record(&header, |_| None, ReadOptions::default()).unwrap_err();
         assert!(err.to_string().contains("not provided"), "{err}");
     }
 
     #[test]
     fn headerless_dat_uses_mitdb_defaults() {
-        let a = vec![1024, 1224, 824];
+        let a = [1024, 1224, 824];
         let stream: Vec<i32> = a.iter().flat_map(|&v| [v, 1024]).collect();
         let dat = Format::F212.encode(&stream);
         let rec = read_headerless("x", &dat, &DatLayout::default()).unwrap();
