@@ -1,0 +1,264 @@
+//! The segment data set: 10 s windows of MLII, prepared by the shared
+//! [`Preprocessing`], each labelled from the reference beat annotations.
+//!
+//! Label rule (the task's): a window is **Abnormal** when the fraction of its
+//! annotated beats that are not AAMI class N is above `abnormal_fraction`
+//! (0.5: a strict majority), else **Normal**. Windows without any annotated beat
+//! (e.g. inside ventricular flutter) have no label and are left out, and counted.
+//! Splits follow de Chazal 2004: DS1 trains (part of it validates), DS2 tests.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::model::Preprocessing;
+use crate::signal::resample::map_index;
+use crate::signal::wfdb::{parse_header, read_annotations, read_record, Annotation, ReadOptions};
+use crate::signal::{AamiClass, Recording};
+
+/// de Chazal et al. 2004, training set.
+pub const DS1: [&str; 22] = [
+    "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201",
+    "203", "205", "207", "208", "209", "215", "220", "223", "230",
+];
+/// de Chazal et al. 2004, test set.
+pub const DS2: [&str; 22] = [
+    "100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213",
+    "214", "219", "221", "222", "228", "231", "232", "233", "234",
+];
+/// Paced records, excluded from AAMI evaluation.
+pub const PACED: [&str; 4] = ["102", "104", "107", "217"];
+/// DS1 records held out for early stopping by default: between them they hold
+/// ventricular, supraventricular and fusion beats, like DS1 as a whole.
+pub const DEFAULT_VALIDATION: [&str; 4] = ["106", "208", "209", "220"];
+
+/// Class indices of the segment model.
+pub const NORMAL: u8 = 0;
+pub const ABNORMAL: u8 = 1;
+/// Labels in class-index order.
+pub const LABELS: [&str; 2] = ["Normal", "Abnormal"];
+
+/// Reads record `name` (header, signals, reference annotations) from `db`.
+pub fn load_record(db: &Path, name: &str) -> Result<(Recording, Vec<Annotation>)> {
+    let read = |ext: &str| {
+        let path = db.join(format!("{name}.{ext}"));
+        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let hea = String::from_utf8_lossy(&read("hea")?).into_owned();
+    let header = parse_header(&format!("{name}.hea"), &hea)?;
+    let dat = read("dat")?;
+    let rec = read_record(&header, |_| Some(&dat[..]), ReadOptions::default())?;
+    let ann = read_annotations(&format!("{name}.atr"), &read("atr")?)?;
+    Ok((rec, ann))
+}
+
+/// Windows of several records, with labels and where each came from.
+#[derive(Debug, Clone, Default)]
+pub struct WindowSet {
+    pub window_len: usize,
+    /// Flattened `[len * window_len]`, z-scored.
+    pub windows: Vec<f32>,
+    pub labels: Vec<u8>,
+    pub records: Vec<String>,
+    pub starts: Vec<usize>,
+    /// Windows left out because no beat was annotated in them.
+    pub unlabelled: usize,
+}
+
+/// Counts for reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetSummary {
+    pub records: usize,
+    pub windows: usize,
+    pub normal: usize,
+    pub abnormal: usize,
+    pub unlabelled: usize,
+}
+
+impl WindowSet {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Window `i`.
+    pub fn window(&self, i: usize) -> &[f32] {
+        &self.windows[i * self.window_len..(i + 1) * self.window_len]
+    }
+
+    /// Counts of windows by class.
+    pub fn summary(&self) -> SetSummary {
+        let abnormal = self.labels.iter().filter(|&&l| l == ABNORMAL).count();
+        let mut names = self.records.clone();
+        names.dedup();
+        SetSummary {
+            records: names.len(),
+            windows: self.len(),
+            normal: self.len() - abnormal,
+            abnormal,
+            unlabelled: self.unlabelled,
+        }
+    }
+
+    /// The windows at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> WindowSet {
+        let mut out = WindowSet {
+            window_len: self.window_len,
+            ..Default::default()
+        };
+        for &i in indices {
+            out.windows.extend_from_slice(self.window(i));
+            out.labels.push(self.labels[i]);
+            out.records.push(self.records[i].clone());
+            out.starts.push(self.starts[i]);
+        }
+        out
+    }
+
+    fn append(&mut self, other: WindowSet) {
+        self.window_len = other.window_len;
+        self.windows.extend(other.windows);
+        self.labels.extend(other.labels);
+        self.records.extend(other.records);
+        self.starts.extend(other.starts);
+        self.unlabelled += other.unlabelled;
+    }
+}
+
+/// The label of a window from the AAMI classes of the beats inside it, or `None`
+/// when it holds no annotated beat.
+pub fn label_window(classes: &[AamiClass], abnormal_fraction: f64) -> Option<u8> {
+    if classes.is_empty() {
+        return None;
+    }
+    let non_n = classes.iter().filter(|&&c| c != AamiClass::N).count();
+    Some(if non_n as f64 / classes.len() as f64 > abnormal_fraction {
+        ABNORMAL
+    } else {
+        NORMAL
+    })
+}
+
+/// Prepares and labels every window of one record.
+pub fn record_windows(
+    rec: &Recording,
+    annotations: &[Annotation],
+    prep: &Preprocessing,
+    abnormal_fraction: f64,
+) -> Result<WindowSet> {
+    let lead = rec.select_lead(&prep.lead, false)?;
+    let prepared = prep.prepare(&rec.leads[lead.index].samples, rec.sampling_rate)?;
+    let beats: Vec<(usize, AamiClass)> = annotations
+        .iter()
+        .filter_map(|a| {
+            let at = map_index(a.sample as usize, rec.sampling_rate, prep.sample_rate_hz);
+            a.aami().map(|c| (at, c))
+        })
+        .collect();
+    let len = prep.window_samples;
+    let mut out = WindowSet {
+        window_len: len,
+        ..Default::default()
+    };
+    for (k, &start) in prepared.starts.iter().enumerate() {
+        let from = beats.partition_point(|b| b.0 < start);
+        let to = beats.partition_point(|b| b.0 < start + len);
+        let classes: Vec<AamiClass> = beats[from..to].iter().map(|b| b.1).collect();
+        match label_window(&classes, abnormal_fraction) {
+            Some(label) => {
+                out.windows
+                    .extend_from_slice(&prepared.windows[k * len..(k + 1) * len]);
+                out.labels.push(label);
+                out.records.push(rec.name.clone());
+                out.starts.push(start);
+            }
+            None => out.unlabelled += 1,
+        }
+    }
+    Ok(out)
+}
+
+/// Windows of `records` from `db`.
+pub fn load_windows(
+    db: &Path,
+    records: &[String],
+    prep: &Preprocessing,
+    abnormal_fraction: f64,
+) -> Result<WindowSet> {
+    let mut set = WindowSet {
+        window_len: prep.window_samples,
+        ..Default::default()
+    };
+    for name in records {
+        let (rec, ann) = load_record(db, name)?;
+        set.append(record_windows(&rec, &ann, prep, abnormal_fraction)?);
+    }
+    Ok(set)
+}
+
+/// A small deterministic generator (SplitMix64) for shuffling with a seed.
+#[derive(Debug, Clone)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64) -> Self {
+        SplitMix(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Fisher-Yates shuffle.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_rule_is_a_strict_majority_of_non_n_beats() {
+        use AamiClass::*;
+        assert_eq!(label_window(&[N, N, V], 0.5), Some(NORMAL));
+        assert_eq!(label_window(&[N, V], 0.5), Some(NORMAL));
+        assert_eq!(label_window(&[N, V, S], 0.5), Some(ABNORMAL));
+        assert_eq!(label_window(&[Q], 0.5), Some(ABNORMAL));
+        assert_eq!(label_window(&[N, V], 0.4), Some(ABNORMAL));
+        assert_eq!(label_window(&[], 0.5), None);
+    }
+
+    #[test]
+    fn splits_are_disjoint_and_complete() {
+        for r in DS1 {
+            assert!(!DS2.contains(&r) && !PACED.contains(&r));
+        }
+        assert!(DEFAULT_VALIDATION.iter().all(|r| DS1.contains(r)));
+        assert_eq!(DS1.len() + DS2.len() + PACED.len(), 48);
+    }
+
+    #[test]
+    fn shuffle_is_a_seeded_permutation() {
+        let mut a: Vec<usize> = (0..100).collect();
+        SplitMix::new(7).shuffle(&mut a);
+        let mut b: Vec<usize> = (0..100).collect();
+        SplitMix::new(7).shuffle(&mut b);
+        assert_eq!(a, b);
+        assert_ne!(a, (0..100).collect::<Vec<_>>());
+        a.sort();
+        assert_eq!(a, (0..100).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,11 @@
+//! `ecg-train`: the segment model's data, network, training loop, evaluation and
+//! ONNX export, in the four-way split of burn's guide (data, model, training,
+//! inference), plus the ONNX writer and the metrics. Behind the `train` feature so
+//! the server builds without burn.
+
+pub mod data;
+pub mod metrics;
+pub mod model;
+pub mod onnx;
+pub mod segment;
+pub mod training;

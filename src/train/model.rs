@@ -1,0 +1,123 @@
+//! The segment network: CNN front end, multi-head self-attention, dense head.
+//!
+//! ```text
+//! signal [B, 1, 3600]
+//!  -> Conv1d 1->32 k7 + ReLU + MaxPool 2          [B, 32, 1800]
+//!  -> Conv1d 32->64 k5 + ReLU + MaxPool 2         [B, 64, 900]
+//!  -> Conv1d 64->64 k4 stride 4 + ReLU            [B, 64, 225]   (the strided step: 225 tokens)
+//!  -> tokens [B, 225, 64] + 8-head self-attention (residual)
+//!  -> mean over tokens [B, 64] -> Dense 128 + ReLU + Dropout -> Dense 2 (logits)
+//! attention [B, 225]: attention each token receives, averaged over heads and queries
+//! ```
+//! One token covers 16 samples (44 ms at 360 Hz). The ONNX writer in
+//! [`super::onnx`] rebuilds exactly this graph from the trained weights.
+
+use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
+use burn::nn::conv::{Conv1d, Conv1dConfig};
+use burn::nn::pool::{MaxPool1d, MaxPool1dConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig1d, Relu};
+use burn::prelude::*;
+
+/// Hyper-parameters of the network (saved in the model card).
+#[derive(Config, Debug)]
+pub struct SegmentNetConfig {
+    #[config(default = 3600)]
+    pub input_samples: usize,
+    #[config(default = 32)]
+    pub conv1_filters: usize,
+    #[config(default = 7)]
+    pub conv1_kernel: usize,
+    #[config(default = 64)]
+    pub conv2_filters: usize,
+    #[config(default = 5)]
+    pub conv2_kernel: usize,
+    /// Kernel and stride of the strided step that sets the token count.
+    #[config(default = 4)]
+    pub token_stride: usize,
+    #[config(default = 8)]
+    pub heads: usize,
+    #[config(default = 128)]
+    pub dense: usize,
+    #[config(default = 0.3)]
+    pub dropout: f64,
+    #[config(default = 0.1)]
+    pub attention_dropout: f64,
+    #[config(default = 2)]
+    pub classes: usize,
+}
+
+impl SegmentNetConfig {
+    /// Input samples per token.
+    pub fn samples_per_token(&self) -> usize {
+        4 * self.token_stride
+    }
+
+    /// Tokens the attention sees.
+    pub fn tokens(&self) -> usize {
+        self.input_samples / 4 / self.token_stride
+    }
+
+    /// A freshly initialised network.
+    pub fn init(&self, device: &Device) -> SegmentNet {
+        let same = |k: usize| PaddingConfig1d::Explicit(k / 2, k / 2);
+        SegmentNet {
+            conv1: Conv1dConfig::new(1, self.conv1_filters, self.conv1_kernel)
+                .with_padding(same(self.conv1_kernel))
+                .init(device),
+            conv2: Conv1dConfig::new(self.conv1_filters, self.conv2_filters, self.conv2_kernel)
+                .with_padding(same(self.conv2_kernel))
+                .init(device),
+            conv3: Conv1dConfig::new(self.conv2_filters, self.conv2_filters, self.token_stride)
+                .with_stride(self.token_stride)
+                .init(device),
+            pool: MaxPool1dConfig::new(2).init(),
+            attention: MultiHeadAttentionConfig::new(self.conv2_filters, self.heads)
+                .with_dropout(self.attention_dropout)
+                .init(device),
+            dense: LinearConfig::new(self.conv2_filters, self.dense).init(device),
+            head: LinearConfig::new(self.dense, self.classes).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            relu: Relu::new(),
+        }
+    }
+}
+
+/// The segment network.
+#[derive(Module, Debug)]
+pub struct SegmentNet {
+    pub conv1: Conv1d,
+    pub conv2: Conv1d,
+    pub conv3: Conv1d,
+    pub pool: MaxPool1d,
+    pub attention: MultiHeadAttention,
+    pub dense: Linear,
+    pub head: Linear,
+    pub dropout: Dropout,
+    pub relu: Relu,
+}
+
+/// Outputs of one forward pass.
+pub struct SegmentOutput {
+    /// `[batch, classes]`
+    pub logits: Tensor<2>,
+    /// `[batch, tokens]`
+    pub attention: Tensor<2>,
+}
+
+impl SegmentNet {
+    /// Forward pass on `[batch, 1, samples]`.
+    pub fn forward(&self, signal: Tensor<3>) -> SegmentOutput {
+        let x = self.pool.forward(self.relu.forward(self.conv1.forward(signal)));
+        let x = self.pool.forward(self.relu.forward(self.conv2.forward(x)));
+        let x = self.relu.forward(self.conv3.forward(x));
+        let tokens = x.swap_dims(1, 2); // [B, T, C]
+        let mha = self.attention.forward(MhaInput::self_attn(tokens.clone()));
+        let hidden = tokens + mha.context;
+        let pooled: Tensor<2> = hidden.mean_dim(1).squeeze_dim(1);
+        let dense = self.dropout.forward(self.relu.forward(self.dense.forward(pooled)));
+        let logits = self.head.forward(dense);
+        // weights [B, H, T, T]: mean over heads and queries -> [B, T]
+        let attention: Tensor<2> = mha.weights.mean_dim(1).mean_dim(2).squeeze_dims(&[1, 2]);
+        SegmentOutput { logits, attention }
+    }
+}

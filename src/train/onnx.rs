@@ -1,0 +1,250 @@
+//! Writes the trained [`SegmentNet`] as an ONNX model, node by node.
+//!
+//! The `ModelProto` types come from the vendored `proto/onnx.proto` (compiled by
+//! `prost` + `protox` in `build.rs`). The graph mirrors `SegmentNet::forward`
+//! exactly (opset 17): Conv / Relu / MaxPool, the attention's MatMul + Add
+//! projections, per-head Reshape / Transpose, scaled scores, Softmax, the
+//! residual, ReduceMean pooling and the dense head. Input `signal`
+//! `[batch, 1, samples]`; outputs `logits` `[batch, classes]` and `attention`
+//! `[batch, tokens]`; `batch` is dynamic.
+
+use burn::module::Param;
+use burn::nn::conv::Conv1d;
+use burn::nn::Linear;
+use burn::prelude::*;
+use prost::Message;
+
+use super::model::{SegmentNet, SegmentNetConfig};
+
+/// Generated from `proto/onnx.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+
+use proto::attribute_proto::AttributeType;
+use proto::tensor_proto::DataType;
+use proto::tensor_shape_proto::{dimension, Dimension};
+use proto::type_proto;
+
+/// ONNX opset the graph is written for.
+pub const OPSET: i64 = 17;
+/// ONNX IR version matching opset 17.
+pub const IR_VERSION: i64 = 8;
+
+fn values<const D: usize>(p: &Param<Tensor<D>>) -> (Vec<i64>, Vec<f32>) {
+    let t = p.val();
+    let dims = t.dims().iter().map(|&d| d as i64).collect();
+    // Parameters are f32 on the flex backend; a failed read would be a burn bug.
+    let data = t.into_data().try_into_vec::<f32>().expect("f32 parameters");
+    (dims, data)
+}
+
+/// Graph under construction: nodes and initializers.
+#[derive(Default)]
+struct Graph {
+    nodes: Vec<proto::NodeProto>,
+    initializers: Vec<proto::TensorProto>,
+}
+
+fn attr_ints(name: &str, v: &[i64]) -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn attr_int(name: &str, v: i64) -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
+}
+
+impl Graph {
+    fn node(&mut self, op: &str, inputs: &[&str], output: &str, attrs: Vec<proto::AttributeProto>) -> String {
+        self.nodes.push(proto::NodeProto {
+            op_type: Some(op.into()),
+            name: Some(format!("{output}_{op}")),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.to_string()],
+            attribute: attrs,
+            ..Default::default()
+        });
+        output.to_string()
+    }
+
+    fn float(&mut self, name: &str, dims: Vec<i64>, data: Vec<f32>) -> String {
+        self.initializers.push(proto::TensorProto {
+            name: Some(name.into()),
+            dims,
+            data_type: Some(DataType::Float as i32),
+            raw_data: Some(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            ..Default::default()
+        });
+        name.to_string()
+    }
+
+    fn int64(&mut self, name: &str, data: &[i64]) -> String {
+        self.initializers.push(proto::TensorProto {
+            name: Some(name.into()),
+            dims: vec![data.len() as i64],
+            data_type: Some(DataType::Int64 as i32),
+            int64_data: data.to_vec(),
+            ..Default::default()
+        });
+        name.to_string()
+    }
+
+    fn param<const D: usize>(&mut self, name: &str, p: &Param<Tensor<D>>) -> String {
+        let (dims, data) = values(p);
+        self.float(name, dims, data)
+    }
+
+    fn conv(&mut self, name: &str, x: &str, conv: &Conv1d, pad: usize) -> String {
+        let w = self.param(&format!("{name}.weight"), &conv.weight);
+        let mut inputs = vec![x.to_string(), w];
+        if let Some(b) = &conv.bias {
+            inputs.push(self.param(&format!("{name}.bias"), b));
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let attrs = vec![
+            attr_ints("kernel_shape", &[conv.kernel_size as i64]),
+            attr_ints("strides", &[conv.stride as i64]),
+            attr_ints("pads", &[pad as i64, pad as i64]),
+            attr_ints("dilations", &[conv.dilation as i64]),
+            attr_int("group", conv.groups as i64),
+        ];
+        self.node("Conv", &refs, name, attrs)
+    }
+
+    fn linear(&mut self, name: &str, x: &str, linear: &Linear) -> String {
+        let w = self.param(&format!("{name}.weight"), &linear.weight);
+        let y = self.node("MatMul", &[x, &w], &format!("{name}.matmul"), vec![]);
+        match &linear.bias {
+            Some(b) => {
+                let b = self.param(&format!("{name}.bias"), b);
+                self.node("Add", &[&y, &b], name, vec![])
+            }
+            None => y,
+        }
+    }
+
+    fn relu(&mut self, x: &str) -> String {
+        self.node("Relu", &[x], &format!("{x}.relu"), vec![])
+    }
+
+    fn max_pool(&mut self, x: &str) -> String {
+        self.node(
+            "MaxPool",
+            &[x],
+            &format!("{x}.pool"),
+            vec![attr_ints("kernel_shape", &[2]), attr_ints("strides", &[2])],
+        )
+    }
+
+    fn transpose(&mut self, x: &str, perm: &[i64], out: &str) -> String {
+        self.node("Transpose", &[x], out, vec![attr_ints("perm", perm)])
+    }
+}
+
+fn value_info(name: &str, dims: &[Option<i64>]) -> proto::ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Some(v) => dimension::Value::DimValue(*v),
+                None => dimension::Value::DimParam("batch".into()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    proto::ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(proto::TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(DataType::Float as i32),
+                shape: Some(proto::TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The attention block: projections, per-head scores, softmax, context, residual.
+/// Returns (hidden, attention weights `[B, H, T, T]`).
+fn attention(g: &mut Graph, net: &SegmentNet, tokens: &str) -> (String, String) {
+    let mha = &net.attention;
+    let (heads, d_k, d_model) = (mha.n_heads as i64, mha.d_k as i64, mha.d_model as i64);
+    let split = g.int64("shape.split_heads", &[0, -1, heads, d_k]);
+    let merge = g.int64("shape.merge_heads", &[0, -1, d_model]);
+    let mut project = |name: &str, linear: &Linear, perm: &[i64]| {
+        let y = g.linear(&format!("attention.{name}"), tokens, linear);
+        let y = g.node("Reshape", &[&y, &split], &format!("attention.{name}.heads"), vec![]);
+        g.transpose(&y, perm, &format!("attention.{name}.t"))
+    };
+    let q = project("query", &mha.query, &[0, 2, 1, 3]);
+    let k = project("key", &mha.key, &[0, 2, 3, 1]);
+    let v = project("value", &mha.value, &[0, 2, 1, 3]);
+    let scores = g.node("MatMul", &[&q, &k], "attention.scores", vec![]);
+    let scale = g.float("attention.scale", vec![], vec![(d_k as f32).sqrt()]);
+    let scaled = g.node("Div", &[&scores, &scale], "attention.scaled", vec![]);
+    let weights = g.node("Softmax", &[&scaled], "attention.weights", vec![attr_int("axis", -1)]);
+    let context = g.node("MatMul", &[&weights, &v], "attention.context", vec![]);
+    let context = g.transpose(&context, &[0, 2, 1, 3], "attention.context.t");
+    let context = g.node("Reshape", &[&context, &merge], "attention.context.merged", vec![]);
+    let context = g.linear("attention.output", &context, &mha.output);
+    let hidden = g.node("Add", &[tokens, &context], "hidden", vec![]);
+    (hidden, weights)
+}
+
+/// Serialises `net` (trained with `cfg`) as ONNX bytes.
+pub fn export(net: &SegmentNet, cfg: &SegmentNetConfig, name: &str, version: &str) -> Vec<u8> {
+    let mut g = Graph::default();
+    let x = g.conv("conv1", "signal", &net.conv1, cfg.conv1_kernel / 2);
+    let x = g.relu(&x);
+    let x = g.max_pool(&x);
+    let x = g.conv("conv2", &x, &net.conv2, cfg.conv2_kernel / 2);
+    let x = g.relu(&x);
+    let x = g.max_pool(&x);
+    let x = g.conv("conv3", &x, &net.conv3, 0);
+    let x = g.relu(&x);
+    let tokens = g.transpose(&x, &[0, 2, 1], "tokens");
+    let (hidden, weights) = attention(&mut g, net, &tokens);
+    let pooled = g.node("ReduceMean", &[&hidden], "pooled", vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)]);
+    let dense = g.linear("dense", &pooled, &net.dense);
+    let dense = g.relu(&dense);
+    let logits = g.linear("head", &dense, &net.head);
+    g.node("Identity", &[&logits], "logits", vec![]);
+    g.node("ReduceMean", &[&weights], "attention", vec![attr_ints("axes", &[1, 2]), attr_int("keepdims", 0)]);
+    let graph = proto::GraphProto {
+        name: Some(name.into()),
+        node: g.nodes,
+        initializer: g.initializers,
+        input: vec![value_info("signal", &[None, Some(1), Some(cfg.input_samples as i64)])],
+        output: vec![
+            value_info("logits", &[None, Some(cfg.classes as i64)]),
+            value_info("attention", &[None, Some(cfg.tokens() as i64)]),
+        ],
+        ..Default::default()
+    };
+    let model = proto::ModelProto {
+        ir_version: Some(IR_VERSION),
+        producer_name: Some("ecg-train".into()),
+        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+        model_version: Some(1),
+        doc_string: Some(format!("{name} {version}: CNN + 8-head self-attention ECG segment classifier")),
+        opset_import: vec![proto::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(OPSET),
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    };
+    model.encode_to_vec()
+}

@@ -1,0 +1,238 @@
+//! `ecg-train segment` and `ecg-train evaluate`: from a WFDB database to a shipped
+//! `.onnx` with its model card, and back to held-out metrics.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::data::{load_windows, SplitMix, WindowSet, DS1, DS2, LABELS, PACED};
+use super::metrics::BinaryReport;
+use super::onnx;
+use super::training::{check_parity, predict_onnx, train, TrainingConfig};
+use crate::engine::{Provider, Runtime};
+use crate::model::card::{sha256_hex, AttentionMap, Decision, Split, TensorSpec};
+use crate::model::{ModelCard, Preprocessing};
+
+/// Largest ONNX-vs-burn difference accepted after export.
+pub const PARITY_TOLERANCE: f64 = 1e-4;
+
+/// How records become train / validation / test sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitKind {
+    /// DS1 trains (minus validation records), DS2 tests (de Chazal 2004).
+    InterPatient,
+    /// Windows of all non-paced records pooled and split 80/10/10 at random.
+    /// Leaks patients between sets: only for comparison with papers that do it.
+    Random,
+}
+
+/// Everything `ecg-train segment` needs.
+#[derive(Debug, Clone)]
+pub struct SegmentOptions {
+    pub db: PathBuf,
+    pub out: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub split: SplitKind,
+    pub validation_records: Vec<String>,
+    pub training: TrainingConfig,
+    /// Cap on windows per set (tiny CI runs); `None` uses everything.
+    pub max_windows: Option<usize>,
+}
+
+struct Sets {
+    split: Split,
+    train: WindowSet,
+    val: WindowSet,
+    test: WindowSet,
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn cap(set: WindowSet, max: Option<usize>, seed: u64) -> WindowSet {
+    match max {
+        Some(m) if m < set.len() => {
+            let mut idx: Vec<usize> = (0..set.len()).collect();
+            SplitMix::new(seed).shuffle(&mut idx);
+            idx.truncate(m);
+            idx.sort();
+            set.subset(&idx)
+        }
+        _ => set,
+    }
+}
+
+fn build_sets(opts: &SegmentOptions, prep: &Preprocessing) -> Result<Sets> {
+    let rule = opts.training.abnormal_fraction;
+    let seed = opts.training.seed;
+    match opts.split {
+        SplitKind::InterPatient => {
+            let val_names = opts.validation_records.clone();
+            if let Some(r) = val_names.iter().find(|r| !DS1.contains(&r.as_str())) {
+                bail!("validation record {r} is not in DS1; validation must come from the training patients' set");
+            }
+            let train_names: Vec<String> = strings(&DS1).into_iter().filter(|r| !val_names.contains(r)).collect();
+            eprintln!("loading DS1 ({} train + {} validation records) and DS2 ({} test records)", train_names.len(), val_names.len(), DS2.len());
+            let train = cap(load_windows(&opts.db, &train_names, prep, rule)?, opts.max_windows, seed);
+            let val = cap(load_windows(&opts.db, &val_names, prep, rule)?, opts.max_windows, seed);
+            let test = cap(load_windows(&opts.db, &strings(&DS2), prep, rule)?, opts.max_windows, seed);
+            let split = Split {
+                kind: "inter-patient: DS1 -> DS2 (de Chazal 2004)".into(),
+                train_records: train_names,
+                validation_records: val_names,
+                test_records: strings(&DS2),
+                excluded_records: strings(&PACED),
+            };
+            Ok(Sets { split, train, val, test })
+        }
+        SplitKind::Random => {
+            let all: Vec<String> = strings(&DS1).into_iter().chain(strings(&DS2)).collect();
+            eprintln!("loading {} non-paced records for a RANDOM window split", all.len());
+            let pooled = load_windows(&opts.db, &all, prep, rule)?;
+            let mut idx: Vec<usize> = (0..pooled.len()).collect();
+            SplitMix::new(seed).shuffle(&mut idx);
+            let (n_test, n_val) = (pooled.len() / 10, pooled.len() / 10);
+            let (test_idx, rest) = idx.split_at(n_test);
+            let (val_idx, train_idx) = rest.split_at(n_val);
+            let split = Split {
+                kind: "RANDOM window split 80/10/10 (patients leak between sets; figures are inflated, not inter-patient)".into(),
+                train_records: all.clone(),
+                validation_records: all.clone(),
+                test_records: all,
+                excluded_records: strings(&PACED),
+            };
+            let m = opts.max_windows;
+            Ok(Sets {
+                split,
+                train: cap(pooled.subset(train_idx), m, seed),
+                val: cap(pooled.subset(val_idx), m, seed),
+                test: cap(pooled.subset(test_idx), m, seed),
+            })
+        }
+    }
+}
+
+/// Trains, exports, checks parity, evaluates and writes `<out>/<name>.onnx`,
+/// `<name>.json` (model card), `<name>.metrics.jsonl` and `<name>.report.json`.
+/// Returns the card's path.
+pub fn run(opts: &SegmentOptions) -> Result<PathBuf> {
+    let prep = Preprocessing::mitdb_default();
+    let sets = build_sets(opts, &prep)?;
+    for (name, set) in [("train", &sets.train), ("validation", &sets.val), ("test", &sets.test)] {
+        let s = set.summary();
+        eprintln!("{name:<10} {:>6} windows ({} Normal, {} Abnormal; {} without beats left out)", s.windows, s.normal, s.abnormal, s.unlabelled);
+    }
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let base = opts.out.join(&opts.name);
+    let mut cfg = opts.training.clone();
+    let trained = train(&mut cfg, &sets.train, &sets.val, &base.with_extension("metrics.jsonl"))?;
+    let bytes = onnx::export(&trained.net, &cfg.model, &opts.name, &opts.version);
+    let onnx_path = base.with_extension("onnx");
+    std::fs::write(&onnx_path, &bytes)?;
+    let parity = check_parity(&trained.net, &bytes, &sets.test, 64)?;
+    eprintln!(
+        "ONNX Runtime parity on {} test windows: max |diff| logits {:.2e}, attention {:.2e}",
+        parity.windows, parity.max_abs_diff_logits, parity.max_abs_diff_attention
+    );
+    if parity.max_abs_diff_logits > PARITY_TOLERANCE || parity.max_abs_diff_attention > PARITY_TOLERANCE {
+        bail!("exported model differs from the trained network by more than {PARITY_TOLERANCE}");
+    }
+    let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
+    let val_report = BinaryReport::new(&predict_onnx(&mut session, &sets.val, 64)?, &sets.val.labels, 0.5);
+    let test_report = BinaryReport::new(&predict_onnx(&mut session, &sets.test, 64)?, &sets.test.labels, 0.5);
+    print!("{}", val_report.table("validation (DS1 records held out of training)"));
+    print!("{}", test_report.table(&format!("test: {}", sets.split.kind)));
+    let metrics = json!({
+        "test": test_report,
+        "validation": val_report,
+        "parity": parity,
+        "best_epoch": trained.best_epoch,
+        "epochs_run": trained.history.len(),
+        "sets": {"train": sets.train.summary(), "validation": sets.val.summary(), "test": sets.test.summary()},
+        "measured_with": format!("ecg-train segment (ONNX Runtime, {} test windows)", sets.test.len()),
+    });
+    std::fs::write(base.with_extension("report.json"), serde_json::to_string_pretty(&metrics)?)?;
+    let card = card(opts, &cfg, &prep, sets.split, &bytes, metrics);
+    let card_path = base.with_extension("json");
+    card.write(&card_path)?;
+    eprintln!("wrote {} and {}", onnx_path.display(), card_path.display());
+    Ok(card_path)
+}
+
+fn card(
+    opts: &SegmentOptions,
+    cfg: &TrainingConfig,
+    prep: &Preprocessing,
+    split: Split,
+    bytes: &[u8],
+    metrics: serde_json::Value,
+) -> ModelCard {
+    let m = &cfg.model;
+    let spt = m.samples_per_token();
+    ModelCard {
+        name: opts.name.clone(),
+        version: opts.version.clone(),
+        task: "segment".into(),
+        file: format!("{}.onnx", opts.name),
+        sha256: sha256_hex(bytes),
+        labels: strings(&LABELS),
+        input: TensorSpec {
+            name: "signal".into(),
+            shape: vec![-1, 1, m.input_samples as i64],
+            description: "z-scored 10 s windows of the band-passed lead at the model rate".into(),
+        },
+        outputs: vec![
+            TensorSpec {
+                name: "logits".into(),
+                shape: vec![-1, m.classes as i64],
+                description: "class logits; softmax gives probabilities in `labels` order".into(),
+            },
+            TensorSpec {
+                name: "attention".into(),
+                shape: vec![-1, m.tokens() as i64],
+                description: "attention each token receives, averaged over heads and queries".into(),
+            },
+        ],
+        preprocessing: prep.clone(),
+        attention: AttentionMap {
+            tokens: m.tokens(),
+            samples_per_token: spt,
+            token_s: spt as f64 / prep.sample_rate_hz,
+        },
+        decision: Decision {
+            positive_label: "Abnormal".into(),
+            threshold: 0.5,
+            chosen_by: "argmax of a class-weighted model (P(Abnormal) >= 0.5)".into(),
+        },
+        label_rule: json!({
+            "abnormal_when": "fraction of the window's annotated beats that are not AAMI N > abnormal_fraction",
+            "abnormal_fraction": cfg.abnormal_fraction,
+            "aami_n": "N L R e j (B)",
+            "windows_without_beats": "left out",
+        }),
+        split,
+        training: serde_json::to_value(cfg).unwrap_or_default(),
+        metrics,
+        created_by: format!("ecg-train {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// `ecg-train evaluate`: the model's held-out metrics, measured again through
+/// ONNX Runtime with the preprocessing of its card. `records` overrides the
+/// card's test records.
+pub fn evaluate(model: &Path, db: &Path, records: &[String]) -> Result<BinaryReport> {
+    let card_path = model.with_extension("json");
+    let card = ModelCard::read(&card_path)?;
+    let bytes = card.read_verified_model(&card_path)?;
+    let records = if records.is_empty() { card.split.test_records.clone() } else { records.to_vec() };
+    let fraction = card.label_rule["abnormal_fraction"].as_f64().unwrap_or(0.5);
+    let set = load_windows(db, &records, &card.preprocessing, fraction)?;
+    let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
+    let probs = predict_onnx(&mut session, &set, 64)?;
+    let report = BinaryReport::new(&probs, &set.labels, card.decision.threshold);
+    print!("{}", report.table(&format!("{} {} on {} records ({})", card.name, card.version, records.len(), card.split.kind)));
+    Ok(report)
+}
