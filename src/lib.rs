@@ -6,9 +6,11 @@
 //! binaries in `src/bin/` only parse flags and call into here, so the trainer and
 //! the server cannot prepare data differently.
 
+pub mod core;
 pub mod engine;
 pub mod eval;
 pub mod model;
+pub mod server;
 pub mod signal;
 #[cfg(feature = "train")]
 pub mod train;

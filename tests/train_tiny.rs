@@ -32,5 +32,8 @@ fn one_epoch_trains_exports_and_matches_onnx_runtime() {
     let parity = check_parity(&trained.net, &bytes, &val_set, 16).unwrap();
     eprintln!("tiny model parity: {parity:?}");
     assert!(parity.max_abs_diff_logits < PARITY_TOLERANCE, "{parity:?}");
-    assert!(parity.max_abs_diff_attention < PARITY_TOLERANCE, "{parity:?}");
+    assert!(
+        parity.max_abs_diff_attention < PARITY_TOLERANCE,
+        "{parity:?}"
+    );
 }

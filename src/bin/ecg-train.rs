@@ -40,15 +40,18 @@ enum Command {
         /// DS1 records held out of training for early stopping.
         #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_VALIDATION.map(String::from))]
         val_records: Vec<String>,
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 12)]
         epochs: usize,
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
         #[arg(long, default_value_t = 1e-3)]
         lr: f64,
         /// Epochs without a better validation loss before stopping.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 3)]
         patience: usize,
+        /// Hop between training windows (samples); serving uses the card's 1800.
+        #[arg(long, default_value_t = 900)]
+        train_hop: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Abnormal when the non-N fraction of a window's beats exceeds this.
@@ -76,18 +79,48 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Segment { db, out, name, version, split, val_records, epochs, batch_size, lr, patience, seed, abnormal_fraction, max_windows } => {
+        Command::Segment {
+            db,
+            out,
+            name,
+            version,
+            split,
+            val_records,
+            epochs,
+            batch_size,
+            lr,
+            patience,
+            train_hop,
+            seed,
+            abnormal_fraction,
+            max_windows,
+        } => {
             let training = TrainingConfig::new(SegmentNetConfig::new())
                 .with_max_epochs(epochs)
                 .with_batch_size(batch_size)
                 .with_learning_rate(lr)
                 .with_patience(patience)
                 .with_seed(seed)
-                .with_abnormal_fraction(abnormal_fraction);
-            let opts = SegmentOptions { db, out, name, version, split, validation_records: val_records, training, max_windows };
+                .with_abnormal_fraction(abnormal_fraction)
+                .with_train_hop(train_hop);
+            let opts = SegmentOptions {
+                db,
+                out,
+                name,
+                version,
+                split,
+                validation_records: val_records,
+                training,
+                max_windows,
+            };
             segment::run(&opts)?;
         }
-        Command::Evaluate { model, db, records, json } => {
+        Command::Evaluate {
+            model,
+            db,
+            records,
+            json,
+        } => {
             let report = segment::evaluate(&model, &db, &records)?;
             if let Some(path) = json {
                 std::fs::write(path, serde_json::to_string_pretty(&report)?)?;

@@ -87,7 +87,10 @@ impl Runtime {
                 .with_name("ecg-serve")
                 .build()
                 .map_err(|e| e.to_string())?;
-            Ok(Runtime { env, library: path.clone() })
+            Ok(Runtime {
+                env,
+                library: path.clone(),
+            })
         });
         loaded.as_ref().map_err(|message| EngineError::LibraryLoad {
             path: path.display().to_string(),
@@ -96,7 +99,12 @@ impl Runtime {
     }
 
     /// Builds a session for the model in `bytes` with `intra_threads` threads.
-    pub fn session(&self, bytes: &[u8], intra_threads: usize, provider: Provider) -> Result<OrtModel, EngineError> {
+    pub fn session(
+        &self,
+        bytes: &[u8],
+        intra_threads: usize,
+        provider: Provider,
+    ) -> Result<OrtModel, EngineError> {
         let model = |e: ort::Error| EngineError::Model(e.to_string());
         let mut builder = Session::builder(&self.env)
             .map_err(model)?
@@ -132,7 +140,8 @@ fn with_cuda(
 ) -> Result<ort::session::builder::SessionBuilder, EngineError> {
     Err(EngineError::Provider {
         provider: "cuda".into(),
-        message: "this binary was built without the `cuda` feature (cargo build --features cuda)".into(),
+        message: "this binary was built without the `cuda` feature (cargo build --features cuda)"
+            .into(),
     })
 }
 
@@ -173,7 +182,12 @@ impl ModelOutputs {
 impl OrtModel {
     /// Runs `batch` inputs of `shape_tail` (e.g. `[1, 3600]`) flattened in `input`;
     /// the model's first input takes them, its outputs `logits` and `attention` come back.
-    pub fn run(&mut self, input: &[f32], batch: usize, shape_tail: &[usize]) -> Result<ModelOutputs, EngineError> {
+    pub fn run(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        shape_tail: &[usize],
+    ) -> Result<ModelOutputs, EngineError> {
         let run = |e: ort::Error| EngineError::Run(e.to_string());
         let mut shape = vec![batch];
         shape.extend_from_slice(shape_tail);

@@ -84,9 +84,7 @@ mod tests {
     #[test]
     fn prepares_windows_at_the_model_rate() {
         let p = Preprocessing::mitdb_default();
-        let x: Vec<f64> = (0..250 * 25)
-            .map(|i| (i as f64 * 0.1).sin())
-            .collect();
+        let x: Vec<f64> = (0..250 * 25).map(|i| (i as f64 * 0.1).sin()).collect();
         let out = p.prepare(&x, 250.0).unwrap();
         assert_eq!(out.filtered.len(), 9000);
         assert_eq!(out.starts, vec![0, 1800, 3600, 5400]);

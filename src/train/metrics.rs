@@ -64,7 +64,11 @@ pub fn roc_auc(scores: &[f64], labels: &[u8]) -> f64 {
             j += 1;
         }
         let mid_rank = (i + j) as f64 / 2.0 + 1.0;
-        rank_sum += mid_rank * order[i..=j].iter().filter(|&&k| labels[k] == ABNORMAL).count() as f64;
+        rank_sum += mid_rank
+            * order[i..=j]
+                .iter()
+                .filter(|&&k| labels[k] == ABNORMAL)
+                .count() as f64;
         i = j + 1;
     }
     (rank_sum - (positives * (positives + 1)) as f64 / 2.0) / (positives * negatives) as f64
@@ -140,12 +144,25 @@ impl BinaryReport {
 
     /// A printable table.
     pub fn table(&self, title: &str) -> String {
-        let mut s = format!("{title}\n  windows {}  threshold {:.3}  accuracy {:.2} %  ROC AUC {:.4}\n", self.windows, self.threshold, 100.0 * self.accuracy, self.roc_auc);
-        s.push_str(&format!("  {:<10} {:>8} {:>10} {:>8} {:>7}\n", "class", "support", "precision", "recall", "F1"));
+        let mut s = format!(
+            "{title}\n  windows {}  threshold {:.3}  accuracy {:.2} %  ROC AUC {:.4}\n",
+            self.windows,
+            self.threshold,
+            100.0 * self.accuracy,
+            self.roc_auc
+        );
+        s.push_str(&format!(
+            "  {:<10} {:>8} {:>10} {:>8} {:>7}\n",
+            "class", "support", "precision", "recall", "F1"
+        ));
         for c in &self.classes {
             s.push_str(&format!(
                 "  {:<10} {:>8} {:>9.2}% {:>7.2}% {:>7.3}\n",
-                c.label, c.support, 100.0 * c.precision, 100.0 * c.recall, c.f1
+                c.label,
+                c.support,
+                100.0 * c.precision,
+                100.0 * c.recall,
+                c.f1
             ));
         }
         s.push_str(&format!(

@@ -66,7 +66,13 @@ fn attr_int(name: &str, v: i64) -> proto::AttributeProto {
 }
 
 impl Graph {
-    fn node(&mut self, op: &str, inputs: &[&str], output: &str, attrs: Vec<proto::AttributeProto>) -> String {
+    fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        output: &str,
+        attrs: Vec<proto::AttributeProto>,
+    ) -> String {
         self.nodes.push(proto::NodeProto {
             op_type: Some(op.into()),
             name: Some(format!("{output}_{op}")),
@@ -185,7 +191,12 @@ fn attention(g: &mut Graph, net: &SegmentNet, tokens: &str) -> (String, String) 
     let merge = g.int64("shape.merge_heads", &[0, -1, d_model]);
     let mut project = |name: &str, linear: &Linear, perm: &[i64]| {
         let y = g.linear(&format!("attention.{name}"), tokens, linear);
-        let y = g.node("Reshape", &[&y, &split], &format!("attention.{name}.heads"), vec![]);
+        let y = g.node(
+            "Reshape",
+            &[&y, &split],
+            &format!("attention.{name}.heads"),
+            vec![],
+        );
         g.transpose(&y, perm, &format!("attention.{name}.t"))
     };
     let q = project("query", &mha.query, &[0, 2, 1, 3]);
@@ -194,10 +205,20 @@ fn attention(g: &mut Graph, net: &SegmentNet, tokens: &str) -> (String, String) 
     let scores = g.node("MatMul", &[&q, &k], "attention.scores", vec![]);
     let scale = g.float("attention.scale", vec![], vec![(d_k as f32).sqrt()]);
     let scaled = g.node("Div", &[&scores, &scale], "attention.scaled", vec![]);
-    let weights = g.node("Softmax", &[&scaled], "attention.weights", vec![attr_int("axis", -1)]);
+    let weights = g.node(
+        "Softmax",
+        &[&scaled],
+        "attention.weights",
+        vec![attr_int("axis", -1)],
+    );
     let context = g.node("MatMul", &[&weights, &v], "attention.context", vec![]);
     let context = g.transpose(&context, &[0, 2, 1, 3], "attention.context.t");
-    let context = g.node("Reshape", &[&context, &merge], "attention.context.merged", vec![]);
+    let context = g.node(
+        "Reshape",
+        &[&context, &merge],
+        "attention.context.merged",
+        vec![],
+    );
     let context = g.linear("attention.output", &context, &mha.output);
     let hidden = g.node("Add", &[tokens, &context], "hidden", vec![]);
     (hidden, weights)
@@ -216,17 +237,30 @@ pub fn export(net: &SegmentNet, cfg: &SegmentNetConfig, name: &str, version: &st
     let x = g.relu(&x);
     let tokens = g.transpose(&x, &[0, 2, 1], "tokens");
     let (hidden, weights) = attention(&mut g, net, &tokens);
-    let pooled = g.node("ReduceMean", &[&hidden], "pooled", vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)]);
+    let pooled = g.node(
+        "ReduceMean",
+        &[&hidden],
+        "pooled",
+        vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)],
+    );
     let dense = g.linear("dense", &pooled, &net.dense);
     let dense = g.relu(&dense);
     let logits = g.linear("head", &dense, &net.head);
     g.node("Identity", &[&logits], "logits", vec![]);
-    g.node("ReduceMean", &[&weights], "attention", vec![attr_ints("axes", &[1, 2]), attr_int("keepdims", 0)]);
+    g.node(
+        "ReduceMean",
+        &[&weights],
+        "attention",
+        vec![attr_ints("axes", &[1, 2]), attr_int("keepdims", 0)],
+    );
     let graph = proto::GraphProto {
         name: Some(name.into()),
         node: g.nodes,
         initializer: g.initializers,
-        input: vec![value_info("signal", &[None, Some(1), Some(cfg.input_samples as i64)])],
+        input: vec![value_info(
+            "signal",
+            &[None, Some(1), Some(cfg.input_samples as i64)],
+        )],
         output: vec![
             value_info("logits", &[None, Some(cfg.classes as i64)]),
             value_info("attention", &[None, Some(cfg.tokens() as i64)]),
@@ -238,7 +272,9 @@ pub fn export(net: &SegmentNet, cfg: &SegmentNetConfig, name: &str, version: &st
         producer_name: Some("ecg-train".into()),
         producer_version: Some(env!("CARGO_PKG_VERSION").into()),
         model_version: Some(1),
-        doc_string: Some(format!("{name} {version}: CNN + 8-head self-attention ECG segment classifier")),
+        doc_string: Some(format!(
+            "{name} {version}: CNN + 8-head self-attention ECG segment classifier"
+        )),
         opset_import: vec![proto::OperatorSetIdProto {
             domain: Some(String::new()),
             version: Some(OPSET),

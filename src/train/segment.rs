@@ -74,11 +74,35 @@ fn build_sets(opts: &SegmentOptions, prep: &Preprocessing) -> Result<Sets> {
             if let Some(r) = val_names.iter().find(|r| !DS1.contains(&r.as_str())) {
                 bail!("validation record {r} is not in DS1; validation must come from the training patients' set");
             }
-            let train_names: Vec<String> = strings(&DS1).into_iter().filter(|r| !val_names.contains(r)).collect();
-            eprintln!("loading DS1 ({} train + {} validation records) and DS2 ({} test records)", train_names.len(), val_names.len(), DS2.len());
-            let train = cap(load_windows(&opts.db, &train_names, prep, rule)?, opts.max_windows, seed);
-            let val = cap(load_windows(&opts.db, &val_names, prep, rule)?, opts.max_windows, seed);
-            let test = cap(load_windows(&opts.db, &strings(&DS2), prep, rule)?, opts.max_windows, seed);
+            let train_names: Vec<String> = strings(&DS1)
+                .into_iter()
+                .filter(|r| !val_names.contains(r))
+                .collect();
+            eprintln!(
+                "loading DS1 ({} train + {} validation records) and DS2 ({} test records)",
+                train_names.len(),
+                val_names.len(),
+                DS2.len()
+            );
+            let train_prep = Preprocessing {
+                hop_samples: opts.training.train_hop,
+                ..prep.clone()
+            };
+            let train = cap(
+                load_windows(&opts.db, &train_names, &train_prep, rule)?,
+                opts.max_windows,
+                seed,
+            );
+            let val = cap(
+                load_windows(&opts.db, &val_names, prep, rule)?,
+                opts.max_windows,
+                seed,
+            );
+            let test = cap(
+                load_windows(&opts.db, &strings(&DS2), prep, rule)?,
+                opts.max_windows,
+                seed,
+            );
             let split = Split {
                 kind: "inter-patient: DS1 -> DS2 (de Chazal 2004)".into(),
                 train_records: train_names,
@@ -86,11 +110,19 @@ fn build_sets(opts: &SegmentOptions, prep: &Preprocessing) -> Result<Sets> {
                 test_records: strings(&DS2),
                 excluded_records: strings(&PACED),
             };
-            Ok(Sets { split, train, val, test })
+            Ok(Sets {
+                split,
+                train,
+                val,
+                test,
+            })
         }
         SplitKind::Random => {
             let all: Vec<String> = strings(&DS1).into_iter().chain(strings(&DS2)).collect();
-            eprintln!("loading {} non-paced records for a RANDOM window split", all.len());
+            eprintln!(
+                "loading {} non-paced records for a RANDOM window split",
+                all.len()
+            );
             let pooled = load_windows(&opts.db, &all, prep, rule)?;
             let mut idx: Vec<usize> = (0..pooled.len()).collect();
             SplitMix::new(seed).shuffle(&mut idx);
@@ -121,14 +153,27 @@ fn build_sets(opts: &SegmentOptions, prep: &Preprocessing) -> Result<Sets> {
 pub fn run(opts: &SegmentOptions) -> Result<PathBuf> {
     let prep = Preprocessing::mitdb_default();
     let sets = build_sets(opts, &prep)?;
-    for (name, set) in [("train", &sets.train), ("validation", &sets.val), ("test", &sets.test)] {
+    for (name, set) in [
+        ("train", &sets.train),
+        ("validation", &sets.val),
+        ("test", &sets.test),
+    ] {
         let s = set.summary();
-        eprintln!("{name:<10} {:>6} windows ({} Normal, {} Abnormal; {} without beats left out)", s.windows, s.normal, s.abnormal, s.unlabelled);
+        eprintln!(
+            "{name:<10} {:>6} windows ({} Normal, {} Abnormal; {} without beats left out)",
+            s.windows, s.normal, s.abnormal, s.unlabelled
+        );
     }
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let base = opts.out.join(&opts.name);
     let mut cfg = opts.training.clone();
-    let trained = train(&mut cfg, &sets.train, &sets.val, &base.with_extension("metrics.jsonl"))?;
+    let trained = train(
+        &mut cfg,
+        &sets.train,
+        &sets.val,
+        &base.with_extension("metrics.jsonl"),
+    )?;
     let bytes = onnx::export(&trained.net, &cfg.model, &opts.name, &opts.version);
     let onnx_path = base.with_extension("onnx");
     std::fs::write(&onnx_path, &bytes)?;
@@ -137,14 +182,30 @@ pub fn run(opts: &SegmentOptions) -> Result<PathBuf> {
         "ONNX Runtime parity on {} test windows: max |diff| logits {:.2e}, attention {:.2e}",
         parity.windows, parity.max_abs_diff_logits, parity.max_abs_diff_attention
     );
-    if parity.max_abs_diff_logits > PARITY_TOLERANCE || parity.max_abs_diff_attention > PARITY_TOLERANCE {
+    if parity.max_abs_diff_logits > PARITY_TOLERANCE
+        || parity.max_abs_diff_attention > PARITY_TOLERANCE
+    {
         bail!("exported model differs from the trained network by more than {PARITY_TOLERANCE}");
     }
     let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
-    let val_report = BinaryReport::new(&predict_onnx(&mut session, &sets.val, 64)?, &sets.val.labels, 0.5);
-    let test_report = BinaryReport::new(&predict_onnx(&mut session, &sets.test, 64)?, &sets.test.labels, 0.5);
-    print!("{}", val_report.table("validation (DS1 records held out of training)"));
-    print!("{}", test_report.table(&format!("test: {}", sets.split.kind)));
+    let val_report = BinaryReport::new(
+        &predict_onnx(&mut session, &sets.val, 64)?,
+        &sets.val.labels,
+        0.5,
+    );
+    let test_report = BinaryReport::new(
+        &predict_onnx(&mut session, &sets.test, 64)?,
+        &sets.test.labels,
+        0.5,
+    );
+    print!(
+        "{}",
+        val_report.table("validation (DS1 records held out of training)")
+    );
+    print!(
+        "{}",
+        test_report.table(&format!("test: {}", sets.split.kind))
+    );
     let metrics = json!({
         "test": test_report,
         "validation": val_report,
@@ -154,7 +215,10 @@ pub fn run(opts: &SegmentOptions) -> Result<PathBuf> {
         "sets": {"train": sets.train.summary(), "validation": sets.val.summary(), "test": sets.test.summary()},
         "measured_with": format!("ecg-train segment (ONNX Runtime, {} test windows)", sets.test.len()),
     });
-    std::fs::write(base.with_extension("report.json"), serde_json::to_string_pretty(&metrics)?)?;
+    std::fs::write(
+        base.with_extension("report.json"),
+        serde_json::to_string_pretty(&metrics)?,
+    )?;
     let card = card(opts, &cfg, &prep, sets.split, &bytes, metrics);
     let card_path = base.with_extension("json");
     card.write(&card_path)?;
@@ -193,7 +257,8 @@ fn card(
             TensorSpec {
                 name: "attention".into(),
                 shape: vec![-1, m.tokens() as i64],
-                description: "attention each token receives, averaged over heads and queries".into(),
+                description: "attention each token receives, averaged over heads and queries"
+                    .into(),
             },
         ],
         preprocessing: prep.clone(),
@@ -227,12 +292,25 @@ pub fn evaluate(model: &Path, db: &Path, records: &[String]) -> Result<BinaryRep
     let card_path = model.with_extension("json");
     let card = ModelCard::read(&card_path)?;
     let bytes = card.read_verified_model(&card_path)?;
-    let records = if records.is_empty() { card.split.test_records.clone() } else { records.to_vec() };
+    let records = if records.is_empty() {
+        card.split.test_records.clone()
+    } else {
+        records.to_vec()
+    };
     let fraction = card.label_rule["abnormal_fraction"].as_f64().unwrap_or(0.5);
     let set = load_windows(db, &records, &card.preprocessing, fraction)?;
     let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
     let probs = predict_onnx(&mut session, &set, 64)?;
     let report = BinaryReport::new(&probs, &set.labels, card.decision.threshold);
-    print!("{}", report.table(&format!("{} {} on {} records ({})", card.name, card.version, records.len(), card.split.kind)));
+    print!(
+        "{}",
+        report.table(&format!(
+            "{} {} on {} records ({})",
+            card.name,
+            card.version,
+            records.len(),
+            card.split.kind
+        ))
+    );
     Ok(report)
 }

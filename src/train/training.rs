@@ -23,20 +23,24 @@ use crate::engine::{OrtModel, Provider, Runtime};
 #[derive(Config, Debug)]
 pub struct TrainingConfig {
     pub model: SegmentNetConfig,
-    #[config(default = 30)]
+    #[config(default = 12)]
     pub max_epochs: usize,
     #[config(default = 32)]
     pub batch_size: usize,
     #[config(default = 1e-3)]
     pub learning_rate: f64,
     /// Epochs without a better validation loss before stopping.
-    #[config(default = 5)]
+    #[config(default = 3)]
     pub patience: usize,
     #[config(default = 42)]
     pub seed: u64,
     /// Label rule: Abnormal when the non-N fraction of a window's beats exceeds this.
     #[config(default = 0.5)]
     pub abnormal_fraction: f64,
+    /// Hop between training windows in samples (serving uses the card's hop):
+    /// a smaller hop shows the network each event at more offsets.
+    #[config(default = 900)]
+    pub train_hop: usize,
     /// Class weights of the loss: inverse class frequency in the training set,
     /// normalised to mean 1 (filled in by `train`).
     #[config(default = "Vec::new()")]
@@ -81,7 +85,10 @@ fn batch_tensor(set: &WindowSet, idx: &[usize], device: &Device) -> Tensor<3> {
     for &i in idx {
         data.extend_from_slice(set.window(i));
     }
-    Tensor::from_data(TensorData::new(data, [idx.len(), 1, set.window_len]), device)
+    Tensor::from_data(
+        TensorData::new(data, [idx.len(), 1, set.window_len]),
+        device,
+    )
 }
 
 fn label_tensor(set: &WindowSet, idx: &[usize], device: &Device) -> Tensor<1, Int> {
@@ -99,7 +106,13 @@ pub fn class_weights(labels: &[u8]) -> Vec<f32> {
 }
 
 /// P(Abnormal) and mean loss of `net` over `set` (no gradients, no dropout).
-pub fn predict(net: &SegmentNet, set: &WindowSet, batch: usize, weights: &[f32], device: &Device) -> Result<(Vec<f64>, f64)> {
+pub fn predict(
+    net: &SegmentNet,
+    set: &WindowSet,
+    batch: usize,
+    weights: &[f32],
+    device: &Device,
+) -> Result<(Vec<f64>, f64)> {
     let loss_fn = CrossEntropyLossConfig::new()
         .with_weights(Some(weights.to_vec()))
         .init(device);
@@ -129,9 +142,18 @@ fn progress(epoch: usize, batches: usize) -> ProgressBar {
 }
 
 /// Trains on `train`, early-stopping on `val`; writes one JSON line per epoch to `log`.
-pub fn train(cfg: &mut TrainingConfig, train: &WindowSet, val: &WindowSet, log: &Path) -> Result<Trained> {
+pub fn train(
+    cfg: &mut TrainingConfig,
+    train: &WindowSet,
+    val: &WindowSet,
+    log: &Path,
+) -> Result<Trained> {
     if train.is_empty() || val.is_empty() {
-        bail!("empty training ({}) or validation ({}) set", train.len(), val.len());
+        bail!(
+            "empty training ({}) or validation ({}) set",
+            train.len(),
+            val.len()
+        );
     }
     let device = Device::flex().autodiff();
     device.seed(cfg.seed);
@@ -141,9 +163,11 @@ pub fn train(cfg: &mut TrainingConfig, train: &WindowSet, val: &WindowSet, log: 
     let loss_fn = CrossEntropyLossConfig::new()
         .with_weights(Some(cfg.class_weights.clone()))
         .init(&device);
-    let mut log_file = std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
+    let mut log_file =
+        std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
     let mut rng = SplitMix::new(cfg.seed);
-    let (mut best, mut best_loss, mut best_epoch, mut history) = (net.valid(), f64::INFINITY, 0, Vec::new());
+    let (mut best, mut best_loss, mut best_epoch, mut history) =
+        (net.valid(), f64::INFINITY, 0, Vec::new());
     for epoch in 1..=cfg.max_epochs {
         let started = Instant::now();
         let mut order: Vec<usize> = (0..train.len()).collect();
@@ -159,11 +183,15 @@ pub fn train(cfg: &mut TrainingConfig, train: &WindowSet, val: &WindowSet, log: 
             net = optim.step(cfg.learning_rate, net, grads);
             bar.inc(1);
             if b % 10 == 0 {
-                bar.set_message(format!("loss {:.4}", loss_sum / ((b * cfg.batch_size + idx.len()) as f64)));
+                bar.set_message(format!(
+                    "loss {:.4}",
+                    loss_sum / ((b * cfg.batch_size + idx.len()) as f64)
+                ));
             }
         }
         let valid = net.valid();
-        let (probs, val_loss) = predict(&valid, val, 64, &cfg.class_weights, &valid_device(&device))?;
+        let (probs, val_loss) =
+            predict(&valid, val, 64, &cfg.class_weights, &valid_device(&device))?;
         let report = BinaryReport::new(&probs, &val.labels, 0.5);
         let is_best = val_loss < best_loss;
         if is_best {
@@ -182,18 +210,34 @@ pub fn train(cfg: &mut TrainingConfig, train: &WindowSet, val: &WindowSet, log: 
             windows_per_s: train.len() as f64 / seconds,
             best: is_best,
         };
-        bar.finish_with_message(format!(
-            "train loss {:.4} val loss {:.4} val AUC {:.4} val acc {:.2}%{}",
-            entry.train_loss, val_loss, report.roc_auc, 100.0 * report.accuracy, if is_best { " (best)" } else { "" }
-        ));
+        let line = format!(
+            "train loss {:.4} val loss {:.4} val AUC {:.4} val acc {:.2}% {:.0} windows/s{}",
+            entry.train_loss,
+            val_loss,
+            report.roc_auc,
+            100.0 * report.accuracy,
+            entry.windows_per_s,
+            if is_best { " (best)" } else { "" }
+        );
+        if bar.is_hidden() {
+            eprintln!("epoch {epoch:>3}: {line}");
+        }
+        bar.finish_with_message(line);
         writeln!(log_file, "{}", serde_json::to_string(&entry)?)?;
         history.push(entry);
         if epoch - best_epoch >= cfg.patience {
-            eprintln!("early stop: no better validation loss for {} epochs; keeping epoch {best_epoch}", cfg.patience);
+            eprintln!(
+                "early stop: no better validation loss for {} epochs; keeping epoch {best_epoch}",
+                cfg.patience
+            );
             break;
         }
     }
-    Ok(Trained { net: best, best_epoch, history })
+    Ok(Trained {
+        net: best,
+        best_epoch,
+        history,
+    })
 }
 
 fn valid_device(device: &Device) -> Device {
@@ -225,7 +269,10 @@ pub fn check_parity(net: &SegmentNet, onnx: &[u8], set: &WindowSet, n: usize) ->
         if a.len() != b.len() {
             return f64::INFINITY;
         }
-        a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs() as f64)
+            .fold(0.0, f64::max)
     };
     Ok(Parity {
         windows: idx.len(),

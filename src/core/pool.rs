@@ -1,0 +1,296 @@
+//! The engine pool: model sessions on dedicated OS threads behind one bounded queue.
+//!
+//! `Session::run` needs `&mut`, so each worker thread owns its own session.
+//! Requests go in with [`EnginePool::submit`], which never waits: a full queue is
+//! an immediate [`PoolError::Full`] (the server answers 429). Replies come back
+//! on a oneshot channel. The model is loaded, checked against its card's SHA-256
+//! and warmed up on a loader thread; until then the pool reports `Loading`, and
+//! if anything fails it reports `Failed` with the reason instead of crashing.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::engine::{EngineError, ModelOutputs, OrtModel, Provider, Runtime};
+use crate::model::ModelCard;
+
+/// How to start the pool.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// The model card (`<model>.json`); the `.onnx` sits beside it.
+    pub card_path: PathBuf,
+    pub provider: Provider,
+    pub allow_cpu_fallback: bool,
+    /// Sessions (worker threads).
+    pub sessions: usize,
+    /// ONNX Runtime intra-op threads per session.
+    pub intra_threads: usize,
+    /// Requests that may wait for a session.
+    pub queue_size: usize,
+    /// Most windows per ONNX Runtime run; larger requests run in chunks.
+    pub max_batch: usize,
+}
+
+/// Where the pool is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Readiness {
+    Loading,
+    Ready { provider: Provider },
+    Failed(String),
+}
+
+/// Why a job was not accepted.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PoolError {
+    #[error("the inference queue is full ({0} requests waiting); retry later")]
+    Full(usize),
+    #[error("the model is not ready: {0}")]
+    NotReady(String),
+    #[error("the engine stopped before answering")]
+    Stopped,
+}
+
+/// What a job gives back.
+#[derive(Debug)]
+pub struct JobResult {
+    pub outputs: ModelOutputs,
+    pub queue_wait: Duration,
+    pub inference: Duration,
+}
+
+struct Job {
+    input: Vec<f32>,
+    batch: usize,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<JobResult, EngineError>>,
+}
+
+/// The pool (cheap to share behind an `Arc`).
+pub struct EnginePool {
+    tx: SyncSender<Job>,
+    rx: Arc<Mutex<Receiver<Job>>>,
+    state: RwLock<Readiness>,
+    card: OnceLock<Arc<ModelCard>>,
+    depth: AtomicUsize,
+    options: PoolOptions,
+}
+
+impl EnginePool {
+    /// Creates the pool and starts loading the model on a background thread.
+    pub fn start(options: PoolOptions) -> Arc<EnginePool> {
+        let (tx, rx) = sync_channel(options.queue_size.max(1));
+        let pool = Arc::new(EnginePool {
+            tx,
+            rx: Arc::new(Mutex::new(rx)),
+            state: RwLock::new(Readiness::Loading),
+            card: OnceLock::new(),
+            depth: AtomicUsize::new(0),
+            options,
+        });
+        let loader = Arc::clone(&pool);
+        let spawned = std::thread::Builder::new()
+            .name("model-loader".into())
+            .spawn(move || loader.load());
+        if let Err(e) = spawned {
+            pool.set(Readiness::Failed(format!(
+                "cannot start the loader thread: {e}"
+            )));
+        }
+        pool
+    }
+
+    fn set(&self, state: Readiness) {
+        match &state {
+            Readiness::Failed(reason) => tracing::error!(%reason, "model not ready"),
+            Readiness::Ready { provider } => tracing::info!(%provider, "model ready"),
+            Readiness::Loading => {}
+        }
+        if let Ok(mut s) = self.state.write() {
+            *s = state;
+        }
+    }
+
+    /// Current readiness.
+    pub fn readiness(&self) -> Readiness {
+        self.state
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or(Readiness::Failed("state lock poisoned".into()))
+    }
+
+    /// The model card, once read.
+    pub fn card(&self) -> Option<Arc<ModelCard>> {
+        self.card.get().cloned()
+    }
+
+    /// Requests waiting for a session.
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// The options the pool was started with.
+    pub fn options(&self) -> &PoolOptions {
+        &self.options
+    }
+
+    fn load(self: Arc<Self>) {
+        match self.load_sessions() {
+            Ok((sessions, provider)) => {
+                for (i, session) in sessions.into_iter().enumerate() {
+                    let rx = Arc::clone(&self.rx);
+                    let pool = Arc::clone(&self);
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("engine-{i}"))
+                        .spawn(move || pool.work(session, rx));
+                    if let Err(e) = spawned {
+                        return self.set(Readiness::Failed(format!(
+                            "cannot start engine thread: {e}"
+                        )));
+                    }
+                }
+                self.set(Readiness::Ready { provider });
+            }
+            Err(reason) => self.set(Readiness::Failed(reason)),
+        }
+    }
+
+    fn load_sessions(&self) -> Result<(Vec<OrtModel>, Provider), String> {
+        let o = &self.options;
+        let card = ModelCard::read(&o.card_path).map_err(|e| e.to_string())?;
+        let bytes = card
+            .read_verified_model(&o.card_path)
+            .map_err(|e| e.to_string())?;
+        let runtime = Runtime::get().map_err(|e| e.to_string())?;
+        tracing::info!(library = %runtime.library.display(), model = %card.name, version = %card.version, "loading model");
+        let mut provider = o.provider;
+        let mut sessions = Vec::with_capacity(o.sessions);
+        for _ in 0..o.sessions.max(1) {
+            let session = match runtime.session(&bytes, o.intra_threads, provider) {
+                Err(EngineError::Provider {
+                    provider: p,
+                    message,
+                }) if o.allow_cpu_fallback => {
+                    tracing::warn!(provider = %p, %message, "execution provider failed; falling back to CPU (--allow-cpu-fallback)");
+                    provider = Provider::Cpu;
+                    runtime.session(&bytes, o.intra_threads, provider)
+                }
+                other => other,
+            };
+            sessions.push(session.map_err(|e| e.to_string())?);
+        }
+        let shape_tail = [1, card.preprocessing.window_samples];
+        let warm = vec![0.0f32; card.preprocessing.window_samples];
+        for s in &mut sessions {
+            let out = s
+                .run(&warm, 1, &shape_tail)
+                .map_err(|e| format!("warm-up inference failed: {e}"))?;
+            if out.classes != card.labels.len() || out.tokens != card.attention.tokens {
+                return Err(format!(
+                    "the model's outputs ({} classes, {} tokens) do not match its card ({} labels, {} tokens)",
+                    out.classes, out.tokens, card.labels.len(), card.attention.tokens
+                ));
+            }
+        }
+        let _ = self.card.set(Arc::new(card));
+        Ok((sessions, provider))
+    }
+
+    fn work(&self, mut session: OrtModel, rx: Arc<Mutex<Receiver<Job>>>) {
+        let tail = match self.card() {
+            Some(c) => [1, c.preprocessing.window_samples],
+            None => return,
+        };
+        loop {
+            let job = match rx.lock() {
+                Ok(guard) => match guard.recv() {
+                    Ok(job) => job,
+                    Err(_) => return, // pool dropped: shut down
+                },
+                Err(_) => return,
+            };
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            metrics::gauge!("ecg_queue_depth").set(self.queue_depth() as f64);
+            let queue_wait = job.enqueued.elapsed();
+            let started = Instant::now();
+            let result = run_chunked(
+                &mut session,
+                &job.input,
+                job.batch,
+                &tail,
+                self.options.max_batch,
+            );
+            let reply = result.map(|outputs| JobResult {
+                outputs,
+                queue_wait,
+                inference: started.elapsed(),
+            });
+            // The requester may have gone (timeout, disconnect): nothing to do then.
+            let _ = job.reply.send(reply);
+        }
+    }
+
+    /// Queues `batch` windows (flattened in `input`) for inference.
+    pub fn submit(
+        &self,
+        input: Vec<f32>,
+        batch: usize,
+    ) -> Result<oneshot::Receiver<Result<JobResult, EngineError>>, PoolError> {
+        match self.readiness() {
+            Readiness::Ready { .. } => {}
+            Readiness::Loading => {
+                return Err(PoolError::NotReady("the model is still loading".into()))
+            }
+            Readiness::Failed(reason) => return Err(PoolError::NotReady(reason)),
+        }
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            input,
+            batch,
+            enqueued: Instant::now(),
+            reply,
+        };
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(job) {
+            Ok(()) => {
+                metrics::gauge!("ecg_queue_depth").set(self.queue_depth() as f64);
+                Ok(rx)
+            }
+            Err(e) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                Err(match e {
+                    TrySendError::Full(_) => PoolError::Full(self.options.queue_size),
+                    TrySendError::Disconnected(_) => PoolError::Stopped,
+                })
+            }
+        }
+    }
+}
+
+/// Runs `batch` windows in chunks of at most `max_batch` and concatenates the outputs.
+fn run_chunked(
+    session: &mut OrtModel,
+    input: &[f32],
+    batch: usize,
+    tail: &[usize; 2],
+    max_batch: usize,
+) -> Result<ModelOutputs, EngineError> {
+    let per = tail[0] * tail[1];
+    let chunk = max_batch.max(1);
+    let mut out: Option<ModelOutputs> = None;
+    for start in (0..batch).step_by(chunk) {
+        let n = chunk.min(batch - start);
+        let part = session.run(&input[start * per..(start + n) * per], n, tail)?;
+        match out.as_mut() {
+            None => out = Some(part),
+            Some(o) => {
+                o.logits.extend(part.logits);
+                o.attention.extend(part.attention);
+            }
+        }
+    }
+    out.ok_or_else(|| EngineError::Run("no windows to run".into()))
+}

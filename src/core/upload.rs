@@ -1,0 +1,378 @@
+//! Uploaded files to a [`Recording`]: which part is which (by field name, file
+//! extension or content type), then the matching reader: a WFDB pair, a `.dat`
+//! alone with a stated layout, or a CSV.
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::signal::csv::{read_csv, CsvOptions};
+use crate::signal::wfdb::{
+    parse_header, read_annotations, read_headerless, read_record, Annotation, DatLayout, Format,
+    ReadOptions,
+};
+use crate::signal::{Recording, SignalError};
+
+/// The file types `/predict` accepts, for error messages.
+pub const ACCEPTED: &str = "a WFDB pair (.hea + .dat), a .dat alone (layout in query parameters), or a .csv; optionally a .atr";
+
+/// One part of a multipart upload.
+#[derive(Debug, Clone)]
+pub struct UploadPart {
+    pub field: String,
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// What a part holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartKind {
+    Header,
+    Data,
+    Csv,
+    Annotations,
+}
+
+impl PartKind {
+    fn from_word(word: &str) -> Option<PartKind> {
+        match word.to_ascii_lowercase().as_str() {
+            "hea" => Some(PartKind::Header),
+            "dat" => Some(PartKind::Data),
+            "csv" => Some(PartKind::Csv),
+            "atr" => Some(PartKind::Annotations),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PartKind::Header => "hea",
+            PartKind::Data => "dat",
+            PartKind::Csv => "csv",
+            PartKind::Annotations => "atr",
+        }
+    }
+}
+
+impl UploadPart {
+    /// The part's kind: its file extension, else its field name, else its content type.
+    pub fn kind(&self) -> Option<PartKind> {
+        let ext = self
+            .file_name
+            .as_deref()
+            .and_then(|n| n.rsplit_once('.'))
+            .and_then(|(_, e)| PartKind::from_word(e));
+        let content = match self.content_type.as_deref() {
+            Some(t) if t.starts_with("text/csv") => Some(PartKind::Csv),
+            _ => None,
+        };
+        ext.or_else(|| PartKind::from_word(&self.field)).or(content)
+    }
+
+    /// The file's base name without directories or extension (never a path).
+    pub fn stem(&self) -> String {
+        let name = self.file_name.as_deref().unwrap_or("upload");
+        let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+        let stem = base.rsplit_once('.').map_or(base, |(s, _)| s);
+        let clean: String = stem
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "-_ ".contains(*c))
+            .take(64)
+            .collect();
+        if clean.is_empty() {
+            "upload".into()
+        } else {
+            clean
+        }
+    }
+}
+
+/// Query parameters of `/predict`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PredictParams {
+    /// Sampling rate in Hz: required for a CSV without a time column and for a `.dat`
+    /// alone (default 360 there); ignored for a WFDB pair (the header says).
+    pub fs: Option<f64>,
+    /// Lead to analyse, by name (`MLII`, default) or index; falls back to the first lead with a warning.
+    pub lead: Option<String>,
+    /// `.dat` alone: WFDB format (212, 16, 80, 61, 24, 310, 311; default 212).
+    pub format: Option<u32>,
+    /// `.dat` alone: interleaved channels (default 2).
+    pub channels: Option<usize>,
+    /// `.dat` alone: ADC units per mV (default 200).
+    pub gain: Option<f64>,
+    /// `.dat` alone: ADC value of 0 mV (default 1024).
+    pub baseline: Option<i64>,
+    /// Extra response parts, comma-separated: `signal` (filtered signal for plotting).
+    pub include: Option<String>,
+    /// Verify WFDB checksums (default true).
+    pub verify_checksums: Option<bool>,
+}
+
+impl PredictParams {
+    /// Whether `include` names `what`.
+    pub fn includes(&self, what: &str) -> bool {
+        self.include
+            .as_deref()
+            .is_some_and(|i| i.split(',').any(|p| p.trim() == what))
+    }
+}
+
+/// Why an upload could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("no file in the upload; send {ACCEPTED}")]
+    NoFile,
+    #[error("part `{field}` ({name}) is not a file type we read; send {ACCEPTED}")]
+    UnsupportedType { field: String, name: String },
+    #[error("more than one `{0}` file in the upload")]
+    Duplicate(&'static str),
+    #[error("{what}")]
+    Missing { field: &'static str, what: String },
+    #[error("{file} is empty")]
+    Empty { file: String },
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+}
+
+/// A recording read from an upload, with what the reader had to assume.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub recording: Recording,
+    /// `wfdb`, `dat` or `csv`.
+    pub source: &'static str,
+    pub annotations: Option<Vec<Annotation>>,
+    pub warnings: Vec<String>,
+}
+
+struct Parts<'a> {
+    header: Option<&'a UploadPart>,
+    data: Option<&'a UploadPart>,
+    csv: Option<&'a UploadPart>,
+    annotations: Option<&'a UploadPart>,
+}
+
+fn sort_parts(parts: &[UploadPart]) -> Result<Parts<'_>, UploadError> {
+    let mut out = Parts {
+        header: None,
+        data: None,
+        csv: None,
+        annotations: None,
+    };
+    for p in parts {
+        let kind = p.kind().ok_or_else(|| UploadError::UnsupportedType {
+            field: p.field.clone(),
+            name: p.file_name.clone().unwrap_or_else(|| "no file name".into()),
+        })?;
+        if p.bytes.is_empty() {
+            return Err(UploadError::Empty {
+                file: p.file_name.clone().unwrap_or_else(|| p.field.clone()),
+            });
+        }
+        let slot = match kind {
+            PartKind::Header => &mut out.header,
+            PartKind::Data => &mut out.data,
+            PartKind::Csv => &mut out.csv,
+            PartKind::Annotations => &mut out.annotations,
+        };
+        if slot.replace(p).is_some() {
+            return Err(UploadError::Duplicate(kind.name()));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the recording in `parts` as `params` say.
+pub fn decode(parts: &[UploadPart], params: &PredictParams) -> Result<Decoded, UploadError> {
+    let p = sort_parts(parts)?;
+    let mut warnings = Vec::new();
+    let options = ReadOptions {
+        verify_checksums: params.verify_checksums.unwrap_or(true),
+    };
+    let (recording, source) = match (p.header, p.data, p.csv) {
+        (Some(hea), Some(dat), None) => (read_wfdb(hea, dat, options)?, "wfdb"),
+        (None, Some(dat), None) => (read_dat(dat, params, &mut warnings)?, "dat"),
+        (None, None, Some(csv)) => {
+            let opts = CsvOptions {
+                sampling_rate: params.fs,
+                ..Default::default()
+            };
+            let rec = read_csv(&format!("{}.csv", csv.stem()), &csv.bytes, &opts)?;
+            if params.fs.is_none() {
+                warnings.push(format!(
+                    "sampling rate {:.3} Hz taken from the CSV's time column",
+                    rec.sampling_rate
+                ));
+            }
+            (rec, "csv")
+        }
+        (Some(hea), None, None) => {
+            return Err(UploadError::Missing {
+                field: "dat",
+                what: format!(
+                    "{} needs its signal file: upload the .dat as part `dat`",
+                    hea.file_name.as_deref().unwrap_or("the header")
+                ),
+            })
+        }
+        (None, None, None) => return Err(UploadError::NoFile),
+        _ => {
+            return Err(UploadError::Missing {
+                field: "file",
+                what: format!("send one recording: {ACCEPTED}"),
+            })
+        }
+    };
+    let annotations = match p.annotations {
+        Some(atr) => Some(read_annotations(
+            &format!("{}.atr", atr.stem()),
+            &atr.bytes,
+        )?),
+        None => None,
+    };
+    Ok(Decoded {
+        recording,
+        source,
+        annotations,
+        warnings,
+    })
+}
+
+fn read_wfdb(
+    hea: &UploadPart,
+    dat: &UploadPart,
+    options: ReadOptions,
+) -> Result<Recording, UploadError> {
+    let name = format!("{}.hea", hea.stem());
+    let text = String::from_utf8_lossy(&hea.bytes);
+    let header = parse_header(&name, &text)?;
+    let mut files: Vec<&str> = header
+        .signals
+        .iter()
+        .map(|s| s.file_name.as_str())
+        .collect();
+    files.dedup();
+    if files.len() > 1 {
+        return Err(UploadError::Missing {
+            field: "dat",
+            what: format!("the header names {} signal files ({}); upload records whose signals share one .dat", files.len(), files.join(", ")),
+        });
+    }
+    // The one signal file the header names is the uploaded .dat, whatever it was called.
+    Ok(read_record(&header, |_| Some(&dat.bytes[..]), options)?)
+}
+
+fn read_dat(
+    dat: &UploadPart,
+    params: &PredictParams,
+    warnings: &mut Vec<String>,
+) -> Result<Recording, UploadError> {
+    let defaults = DatLayout::default();
+    let format = match params.format {
+        Some(code) => Format::from_code(code).ok_or_else(|| {
+            SignalError::parameter(
+                "format",
+                format!(
+                    "format {code} is not supported; accepted: {}",
+                    Format::ACCEPTED
+                ),
+            )
+        })?,
+        None => defaults.format,
+    };
+    let layout = DatLayout {
+        format,
+        n_signals: params.channels.unwrap_or(defaults.n_signals),
+        sampling_rate: params.fs.unwrap_or(defaults.sampling_rate),
+        gain: params.gain.unwrap_or(defaults.gain),
+        baseline: params.baseline.unwrap_or(defaults.baseline),
+    };
+    let mut assumed = Vec::new();
+    if params.format.is_none() {
+        assumed.push(format!("format={}", layout.format.code()));
+    }
+    if params.channels.is_none() {
+        assumed.push(format!("channels={}", layout.n_signals));
+    }
+    if params.fs.is_none() {
+        assumed.push(format!("fs={}", layout.sampling_rate));
+    }
+    if params.gain.is_none() {
+        assumed.push(format!("gain={}", layout.gain));
+    }
+    if params.baseline.is_none() {
+        assumed.push(format!("baseline={}", layout.baseline));
+    }
+    if !assumed.is_empty() {
+        warnings.push(format!(
+            ".dat without a header: assumed MIT-BIH defaults {}",
+            assumed.join(", ")
+        ));
+    }
+    Ok(read_headerless(&dat.stem(), &dat.bytes, &layout)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(field: &str, name: Option<&str>, bytes: &[u8]) -> UploadPart {
+        UploadPart {
+            field: field.into(),
+            file_name: name.map(String::from),
+            content_type: None,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn kinds_by_extension_field_or_content_type() {
+        assert_eq!(
+            part("x", Some("100.HEA"), b"").kind(),
+            Some(PartKind::Header)
+        );
+        assert_eq!(part("dat", None, b"").kind(), Some(PartKind::Data));
+        assert_eq!(part("file", Some("a.csv"), b"").kind(), Some(PartKind::Csv));
+        let mut p = part("file", Some("upload"), b"");
+        p.content_type = Some("text/csv; charset=utf-8".into());
+        assert_eq!(p.kind(), Some(PartKind::Csv));
+        assert_eq!(part("file", Some("x.pdf"), b"").kind(), None);
+    }
+
+    #[test]
+    fn stems_never_keep_paths() {
+        assert_eq!(
+            part("f", Some("../../etc/passwd.csv"), b"").stem(),
+            "passwd"
+        );
+        assert_eq!(part("f", Some("..\\..\\x.hea"), b"").stem(), "x");
+        assert_eq!(part("f", Some("../"), b"").stem(), "upload");
+    }
+
+    #[test]
+    fn upload_errors() {
+        let p = PredictParams::default();
+        assert!(matches!(decode(&[], &p), Err(UploadError::NoFile)));
+        assert!(matches!(
+            decode(&[part("f", Some("x.pdf"), b"1")], &p),
+            Err(UploadError::UnsupportedType { .. })
+        ));
+        assert!(matches!(
+            decode(&[part("f", Some("x.csv"), b"")], &p),
+            Err(UploadError::Empty { .. })
+        ));
+        assert!(matches!(
+            decode(&[part("hea", None, b"x 1"),], &p),
+            Err(UploadError::Missing { .. })
+        ));
+        let two = [
+            part("a", Some("a.csv"), b"1"),
+            part("b", Some("b.csv"), b"1"),
+        ];
+        assert!(matches!(
+            decode(&two, &p),
+            Err(UploadError::Duplicate("csv"))
+        ));
+    }
+}

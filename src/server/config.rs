@@ -1,0 +1,95 @@
+//! Every setting of `ecg-serve`: a CLI flag with an environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+
+use crate::engine::Provider;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `ecg-serve` settings.
+#[derive(Debug, Clone, Parser, Serialize)]
+#[command(
+    name = "ecg-serve",
+    version,
+    about = "ECG classification service: POST a recording to /predict"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "ECG_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "ECG_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Folder holding the model (.onnx) and its card (.json).
+    #[arg(long, env = "ECG_MODEL_DIR", default_value = "models")]
+    pub model_dir: PathBuf,
+    /// Model name: <model-dir>/<model>.json is its card.
+    #[arg(long, env = "ECG_MODEL", default_value = "ecg-segment")]
+    pub model: String,
+    /// ONNX Runtime execution provider.
+    #[arg(
+        long,
+        env = "ECG_EXECUTION_PROVIDER",
+        value_enum,
+        default_value = "cpu"
+    )]
+    pub execution_provider: Provider,
+    /// With --execution-provider cuda: use the CPU if CUDA cannot start (else refuse to start).
+    #[arg(long, env = "ECG_ALLOW_CPU_FALLBACK")]
+    pub allow_cpu_fallback: bool,
+    /// Model sessions, each on its own thread.
+    #[arg(long, env = "ECG_SESSIONS", default_value_t = 1)]
+    pub sessions: usize,
+    /// ONNX Runtime intra-op threads per session (default: available cores / sessions).
+    #[arg(long, env = "ECG_INTRA_THREADS")]
+    pub intra_threads: Option<usize>,
+    /// Requests that may wait for a session; more are refused with 429.
+    #[arg(long, env = "ECG_QUEUE_SIZE", default_value_t = 4)]
+    pub queue_size: usize,
+    /// Most windows per ONNX Runtime run (a 30-minute record has 361).
+    #[arg(long, env = "ECG_MAX_BATCH", default_value_t = 512)]
+    pub max_batch: usize,
+    /// Largest request body in MiB.
+    #[arg(long, env = "ECG_MAX_BODY_MB", default_value_t = 64)]
+    pub max_body_mb: usize,
+    /// Longest recording accepted, in seconds (default 25 h: a 24-hour Holter fits).
+    #[arg(long, env = "ECG_MAX_DURATION_S", default_value_t = 90_000.0)]
+    pub max_duration_s: f64,
+    /// Seconds a request may take before it is answered 503.
+    #[arg(long, env = "ECG_REQUEST_TIMEOUT_S", default_value_t = 120)]
+    pub request_timeout_s: u64,
+    /// Origins allowed by CORS, comma-separated (none by default: CORS closed).
+    #[arg(long, env = "ECG_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Bearer token required on /predict (none by default).
+    #[arg(long, env = "ECG_API_KEY", hide_env_values = true)]
+    #[serde(skip)]
+    pub api_key: Option<String>,
+    /// Log format.
+    #[arg(long, env = "ECG_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The model card's path.
+    pub fn card_path(&self) -> PathBuf {
+        self.model_dir.join(format!("{}.json", self.model))
+    }
+
+    /// Intra-op threads per session: explicit, else cores / sessions.
+    pub fn threads_per_session(&self) -> usize {
+        self.intra_threads.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores / self.sessions.max(1)).max(1)
+        })
+    }
+}

@@ -1,0 +1,213 @@
+//! The HTTP layer: routes, middleware (request IDs, timing, auth, CORS, limits),
+//! metrics, OpenAPI and Swagger UI, graceful shutdown. Thin: handlers call
+//! [`crate::core`] and map its errors in [`error`].
+
+pub mod config;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use subtle::ConstantTimeEq;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::core::pool::{EnginePool, PoolOptions};
+pub use config::Config;
+use error::ApiError;
+
+/// Shared state of the handlers.
+pub struct AppState {
+    pub config: Config,
+    pub pool: Arc<EnginePool>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process's Prometheus recorder (installed once; `None` if another recorder is).
+fn metrics_handle() -> Option<PrometheusHandle> {
+    METRICS
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("seconds".into()), &buckets)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+/// Request IDs: a per-process random prefix and a counter.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: u32,
+    next: Arc<AtomicU64>,
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:08x}-{n:06}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+async fn require_api_key(
+    State(state): State<Arc<AppState>>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    if let Some(key) = &state.config.api_key {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn record_metrics(request: Request<Body>, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("ecg_requests_total", "route" => route.clone(), "status" => status.clone())
+        .increment(1);
+    metrics::histogram!("ecg_request_duration_seconds", "route" => route, "status" => status)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+}
+
+/// The application router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let ids = RequestIds {
+        prefix: std::process::id() ^ (Instant::now().elapsed().subsec_nanos()),
+        next: Arc::new(AtomicU64::new(1)),
+    };
+    let body_limit = state.config.max_body_mb * 1024 * 1024;
+    let predict = Router::new()
+        .route("/predict", post(routes::predict))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_api_key,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit));
+    Router::new()
+        .merge(predict)
+        .route("/health/live", get(routes::live))
+        .route("/health/ready", get(routes::ready))
+        .route("/info", get(routes::info))
+        .route("/metrics", get(routes::metrics))
+        .merge(SwaggerUi::new("/swagger-ui").url("/openapi.json", openapi::ApiDoc::openapi()))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(cors(&state.config.cors_origins))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, ids))
+        .with_state(state)
+}
+
+/// Starts the engine pool for `config`.
+pub fn start_pool(config: &Config) -> Arc<EnginePool> {
+    EnginePool::start(PoolOptions {
+        card_path: config.card_path(),
+        provider: config.execution_provider,
+        allow_cpu_fallback: config.allow_cpu_fallback,
+        sessions: config.sessions.max(1),
+        intra_threads: config.threads_per_session(),
+        queue_size: config.queue_size.max(1),
+        max_batch: config.max_batch.max(1),
+    })
+}
+
+/// Binds, serves until `shutdown` resolves, then drains in-flight requests.
+/// `on_bound` receives the bound address (port 0 picks one).
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    let pool = start_pool(&config);
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    let state = Arc::new(AppState {
+        config,
+        pool,
+        metrics: metrics_handle(),
+    });
+    tracing::info!(address = %bound, "listening");
+    on_bound(bound);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("stopped: in-flight requests drained");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received; draining in-flight requests");
+}

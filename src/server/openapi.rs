@@ -1,0 +1,39 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+//! `openapi/openapi.json` is its committed copy; a test keeps them equal.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::error::ErrorBody;
+use super::routes;
+use crate::core::analysis::{
+    Attention, Beat, ModelInfo, PredictResponse, RecordInfo, Segment, SignalPlot, Summary, Timing,
+};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The service's API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ecg-serve", description = "ECG classification: upload a recording (WFDB or CSV), get segment labels, probabilities, attention weights and beats.", license(name = "MIT OR Apache-2.0")),
+    paths(routes::predict, routes::live, routes::ready, routes::info, routes::metrics),
+    components(schemas(PredictResponse, RecordInfo, ModelInfo, Summary, Segment, Attention, Beat, Timing, SignalPlot, ErrorBody, routes::ReadyBody, routes::PredictUpload)),
+    modifiers(&BearerAuth),
+    tags((name = "inference", description = "Classify recordings"), (name = "operations", description = "Health, info and metrics"))
+)]
+pub struct ApiDoc;
+
+/// The document as pretty JSON (what `openapi/openapi.json` holds).
+pub fn json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default() + "\n"
+}

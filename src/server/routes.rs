@@ -1,0 +1,298 @@
+//! HTTP handlers: parse the request, call the core, map the result. Nothing else.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::AppState;
+use crate::core::analysis::{assemble, prepare, PredictResponse, Timing};
+use crate::core::pool::Readiness;
+use crate::core::upload::{decode, PredictParams, UploadPart};
+
+/// The multipart form of `/predict` (file pickers in Swagger UI).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PredictUpload {
+    /// WFDB header (.hea).
+    #[schema(value_type = Option<String>, format = Binary)]
+    hea: Option<Vec<u8>>,
+    /// WFDB signal file (.dat), with its .hea or alone (layout in query parameters).
+    #[schema(value_type = Option<String>, format = Binary)]
+    dat: Option<Vec<u8>>,
+    /// A CSV recording (one column per lead, optional time column).
+    #[schema(value_type = Option<String>, format = Binary)]
+    file: Option<Vec<u8>>,
+    /// Reference annotations (.atr), optional.
+    #[schema(value_type = Option<String>, format = Binary)]
+    atr: Option<Vec<u8>>,
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+async fn read_parts(
+    multipart: Result<Multipart, MultipartRejection>,
+    limit_mb: usize,
+) -> Result<Vec<UploadPart>, ApiError> {
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::Unsupported(format!(
+            "the body must be multipart/form-data ({e}); send {}",
+            crate::core::upload::ACCEPTED
+        ))
+    })?;
+    let mut parts = Vec::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::TooLarge { limit_mb })
+            }
+            Err(e) => {
+                return Err(ApiError::bad_request(
+                    format!("malformed multipart body: {e}"),
+                    "body",
+                ))
+            }
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let content_type = field.content_type().map(str::to_string);
+        let bytes = match field.bytes().await {
+            Ok(b) => b.to_vec(),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::TooLarge { limit_mb })
+            }
+            Err(e) => {
+                return Err(ApiError::bad_request(
+                    format!("cannot read part `{name}`: {e}"),
+                    &name,
+                ))
+            }
+        };
+        parts.push(UploadPart {
+            field: name,
+            file_name,
+            content_type,
+            bytes,
+        });
+    }
+    Ok(parts)
+}
+
+/// Classify a recording.
+///
+/// Upload a WFDB pair (`hea` + `dat`), a `.dat` alone (layout in query parameters;
+/// MIT-BIH defaults are reported in `warnings`), or a `.csv` (rate from `fs` or its
+/// time column). Any sampling rate is resampled to the model's. The answer holds a
+/// label, probabilities and attention weights per 10 s segment, and the detected
+/// beats at the upload's own sampling rate.
+#[utoipa::path(
+    post,
+    path = "/predict",
+    tag = "inference",
+    params(PredictParams),
+    request_body(content = PredictUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Labels, probabilities, attention and beats", body = PredictResponse),
+        (status = 400, description = "Malformed request (no file, duplicate parts, bad multipart)", body = ErrorBody,
+            example = json!({"error": "no file in the upload; send a WFDB pair (.hea + .dat), a .dat alone (layout in query parameters), or a .csv; optionally a .atr", "error_type": "bad_request", "detail": {}})),
+        (status = 401, description = "Missing or wrong API key (when one is configured)", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "Not multipart, or a file type we do not read", body = ErrorBody),
+        (status = 422, description = "Unreadable or invalid recording: which file, which field, what was expected", body = ErrorBody,
+            example = json!({"error": "100.dat: file is shorter than the header says: 650000 samples x 2 signals in format 212 need 1950000 bytes, the file has 1000", "error_type": "invalid_signal", "detail": {"file": "100.dat"}})),
+        (status = 429, description = "Inference queue full; retry", body = ErrorBody),
+        (status = 503, description = "Model not ready, or the request timed out", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<PredictParams>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let card = state
+        .pool
+        .card()
+        .ok_or_else(|| match state.pool.readiness() {
+            Readiness::Failed(reason) => {
+                ApiError::NotReady(format!("the model is not ready: {reason}"))
+            }
+            _ => ApiError::NotReady("the model is still loading".into()),
+        })?;
+    if !matches!(state.pool.readiness(), Readiness::Ready { .. }) {
+        return Err(ApiError::NotReady("the model is still loading".into()));
+    }
+    let parts = read_parts(multipart, state.config.max_body_mb).await?;
+    let timeout = std::time::Duration::from_secs(state.config.request_timeout_s);
+    let work = async {
+        let lead = params
+            .lead
+            .clone()
+            .unwrap_or_else(|| card.preprocessing.lead.clone());
+        let max_duration_s = state.config.max_duration_s;
+        let card_for_prep = Arc::clone(&card);
+        let params_for_prep = params.clone();
+        let (prepared, decode_ms, preprocess_ms) =
+            tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+                let t = Instant::now();
+                let decoded = decode(&parts, &params_for_prep)?;
+                let decode_ms = ms(t.elapsed());
+                let t = Instant::now();
+                let prepared = prepare(
+                    &decoded.recording,
+                    decoded.source,
+                    &lead,
+                    &card_for_prep,
+                    max_duration_s,
+                    decoded.warnings,
+                )?;
+                Ok((prepared, decode_ms, ms(t.elapsed())))
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("preprocessing task failed: {e}")))??;
+        metrics::histogram!("ecg_decode_seconds").record(decode_ms / 1e3);
+        metrics::histogram!("ecg_preprocess_seconds").record(preprocess_ms / 1e3);
+        let batch = prepared.starts.len();
+        let samples = prepared.record.n_samples;
+        let reply = state.pool.submit(prepared.windows.clone(), batch)?;
+        let result = reply
+            .await
+            .map_err(|_| ApiError::NotReady("the engine stopped before answering".into()))??;
+        metrics::histogram!("ecg_queue_seconds").record(result.queue_wait.as_secs_f64());
+        metrics::histogram!("ecg_inference_seconds").record(result.inference.as_secs_f64());
+        metrics::counter!("ecg_windows_total").increment(batch as u64);
+        metrics::counter!("ecg_samples_total").increment(samples as u64);
+        let timing = Timing {
+            decode: decode_ms,
+            preprocess: preprocess_ms,
+            queue: ms(result.queue_wait),
+            inference: ms(result.inference),
+            total: ms(started.elapsed()),
+        };
+        Ok::<_, ApiError>(assemble(
+            prepared,
+            &result.outputs,
+            &card,
+            params.includes("signal"),
+            timing,
+        ))
+    };
+    let response = tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ApiError::Timeout(state.config.request_timeout_s))??;
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("x-inference-time", response.timing_ms.inference),
+        ("x-queue-time", response.timing_ms.queue),
+        ("x-total-time", ms(started.elapsed())),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&format!("{value:.3}")) {
+            headers.insert(name, v);
+        }
+    }
+    Ok((headers, Json(response)).into_response())
+}
+
+/// Liveness: the process is up and serving HTTP.
+#[utoipa::path(get, path = "/health/live", tag = "operations",
+    responses((status = 200, description = "Alive", body = Object, example = json!({"status": "alive"}))))]
+pub async fn live() -> Json<Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// Readiness of `/health/ready`.
+#[derive(Serialize, ToSchema)]
+pub struct ReadyBody {
+    #[schema(example = "ready")]
+    pub status: String,
+    /// Why the service is not ready, when it is not.
+    pub reason: Option<String>,
+    /// The execution provider in use, when ready.
+    pub provider: Option<String>,
+}
+
+/// Readiness: 200 once the model is loaded and warmed up, else 503 with the reason.
+#[utoipa::path(get, path = "/health/ready", tag = "operations",
+    responses((status = 200, description = "Model loaded and warm", body = ReadyBody),
+              (status = 503, description = "Loading, or failed (reason given)", body = ReadyBody)))]
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let (status, body) = match state.pool.readiness() {
+        Readiness::Ready { provider } => (
+            StatusCode::OK,
+            ReadyBody {
+                status: "ready".into(),
+                reason: None,
+                provider: Some(provider.to_string()),
+            },
+        ),
+        Readiness::Loading => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReadyBody {
+                status: "loading".into(),
+                reason: Some("the model is loading".into()),
+                provider: None,
+            },
+        ),
+        Readiness::Failed(r) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReadyBody {
+                status: "failed".into(),
+                reason: Some(r),
+                provider: None,
+            },
+        ),
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Service and model information: the model card, labels, rates, limits, version.
+#[utoipa::path(get, path = "/info", tag = "operations",
+    responses((status = 200, description = "Service, model card and limits", body = Object)))]
+pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let c = &state.config;
+    let card = state.pool.card();
+    Json(json!({
+        "service": { "name": "ecg-serve", "version": env!("CARGO_PKG_VERSION"), "git_sha": env!("ECG_GIT_SHA") },
+        "readiness": format!("{:?}", state.pool.readiness()),
+        "model": card.as_deref(),
+        "labels": card.as_ref().map(|c| c.labels.clone()),
+        "model_rate_hz": card.as_ref().map(|c| c.preprocessing.sample_rate_hz),
+        "limits": {
+            "max_body_bytes": c.max_body_mb * 1024 * 1024,
+            "max_duration_s": c.max_duration_s,
+            "queue_size": c.queue_size,
+            "sessions": c.sessions,
+            "intra_threads": c.threads_per_session(),
+            "max_batch": c.max_batch,
+            "request_timeout_s": c.request_timeout_s,
+        },
+        "accepted_inputs": crate::core::upload::ACCEPTED,
+        "auth": if c.api_key.is_some() { "bearer" } else { "none" },
+    }))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    metrics::gauge!("ecg_queue_depth").set(state.pool.queue_depth() as f64);
+    let body = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    ([("content-type", "text/plain; version=0.0.4")], body).into_response()
+}

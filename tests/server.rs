@@ -1,0 +1,448 @@
+//! Integration tests: the real server on an ephemeral port, real HTTP, the
+//! committed model. Covers the checks: WFDB and CSV agree, formats 212 and
+//! 16 agree, resampled input mostly agrees, every error status comes from a real
+//! bad request, readiness, and draining on shutdown.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ecg_serve::server::{serve, Config};
+use ecg_serve::signal::wfdb::{write_record, Format};
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start(extra: &[&str]) -> Server {
+        let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+        let mut args = vec![
+            "ecg-serve",
+            "--port",
+            "0",
+            "--model-dir",
+            models.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let config = Config::parse_from(args);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (bound_tx, bound_rx) = oneshot::channel();
+        let done = tokio::spawn(serve(
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+            move |a| {
+                let _ = bound_tx.send(a);
+            },
+        ));
+        let addr = bound_rx.await.expect("server bound");
+        Server {
+            addr,
+            stop: Some(stop),
+            done,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn wait_ready(&self) -> Value {
+        for _ in 0..200 {
+            let r = reqwest::get(self.url("/health/ready")).await.unwrap();
+            if r.status() == 200 {
+                return r.json().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server never became ready");
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.done.await.unwrap().unwrap();
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(common::fixtures().join("mitdb").join(name)).unwrap()
+}
+
+fn file(bytes: Vec<u8>, name: &str) -> Part {
+    Part::bytes(bytes).file_name(name.to_string())
+}
+
+async fn post(server: &Server, query: &str, form: Form) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(server.url(&format!("/predict{query}")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn labels(v: &Value) -> Vec<String> {
+    v["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["label"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn record_100_csv() -> Vec<u8> {
+    let (rec, _) = common::load(&common::fixtures().join("mitdb"), "100");
+    let mut s = String::from("'sample #','MLII','V5'\n");
+    for i in 0..rec.n_samples() {
+        s.push_str(&format!(
+            "{i},{},{}\n",
+            rec.leads[0].samples[i], rec.leads[1].samples[i]
+        ));
+    }
+    s.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_100_as_wfdb_and_as_csv_give_the_same_labels() {
+    let server = Server::start(&[]).await;
+    server.wait_ready().await;
+    let form = Form::new()
+        .part("hea", file(fixture("100.hea"), "100.hea"))
+        .part("dat", file(fixture("100.dat"), "100.dat"));
+    let (status, wfdb) = post(&server, "", form).await;
+    assert_eq!(status, 200, "{wfdb}");
+    assert_eq!(wfdb["record"]["name"], "100");
+    assert_eq!(wfdb["record"]["lead"], "MLII");
+    assert_eq!(wfdb["record"]["n_samples"], 650000);
+    assert_eq!(wfdb["summary"]["segments"], 361);
+    let beats = wfdb["beats"].as_array().unwrap();
+    assert!(
+        (2263..=2283).contains(&beats.len()),
+        "{} beats",
+        beats.len()
+    );
+    assert_eq!(
+        beats[0]["sample"].as_u64().unwrap().abs_diff(77) <= 10,
+        true,
+        "{}",
+        beats[0]
+    );
+    let seg = &wfdb["segments"][0];
+    assert_eq!(seg["attention"]["weights"].as_array().unwrap().len(), 225);
+    let p = &seg["probabilities"];
+    assert!((p["Normal"].as_f64().unwrap() + p["Abnormal"].as_f64().unwrap() - 1.0).abs() < 1e-4);
+    let hr = wfdb["summary"]["heart_rate_bpm"].as_f64().unwrap();
+    assert!((70.0..80.0).contains(&hr), "{hr}");
+
+    let form = Form::new().part("file", file(record_100_csv(), "100.csv"));
+    let (status, csv) = post(&server, "?fs=360", form).await;
+    assert_eq!(status, 200, "{csv}");
+    assert_eq!(labels(&wfdb), labels(&csv));
+    assert_eq!(wfdb["beats"], csv["beats"]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formats_212_and_16_agree_and_resampled_input_mostly_agrees() {
+    let server = Server::start(&[]).await;
+    server.wait_ready().await;
+    let (rec, _) = common::load(&common::fixtures().join("mitdb"), "100");
+    let adc: Vec<Vec<i32>> = rec
+        .leads
+        .iter()
+        .map(|l| {
+            l.samples
+                .iter()
+                .map(|v| (v * 200.0).round() as i32 + 1024)
+                .collect()
+        })
+        .collect();
+    let mut results = Vec::new();
+    for format in [Format::F212, Format::F16] {
+        let (hea, dat) = write_record(
+            "syn",
+            360.0,
+            format,
+            &[("MLII", 200.0, 1024, &adc[0]), ("V5", 200.0, 1024, &adc[1])],
+        );
+        let form = Form::new()
+            .part("hea", file(hea.into_bytes(), "syn.hea"))
+            .part("dat", file(dat, "syn.dat"));
+        let (status, body) = post(&server, "", form).await;
+        assert_eq!(status, 200, "{body}");
+        results.push(body);
+    }
+    assert_eq!(labels(&results[0]), labels(&results[1]));
+    assert_eq!(
+        results[0]["segments"][7]["probabilities"],
+        results[1]["segments"][7]["probabilities"]
+    );
+
+    // The same record at 250 Hz (our resampler, written as format 16).
+    let down: Vec<Vec<i32>> = rec
+        .leads
+        .iter()
+        .map(|l| {
+            ecg_serve::signal::resample::resample(&l.samples, 360.0, 250.0)
+                .unwrap()
+                .iter()
+                .map(|v| (v * 1000.0).round() as i32)
+                .collect()
+        })
+        .collect();
+    let (hea, dat) = write_record(
+        "r250",
+        250.0,
+        Format::F16,
+        &[("MLII", 1000.0, 0, &down[0]), ("V5", 1000.0, 0, &down[1])],
+    );
+    let form = Form::new()
+        .part("hea", file(hea.into_bytes(), "r250.hea"))
+        .part("dat", file(dat, "r250.dat"));
+    let (status, body) = post(&server, "", form).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["record"]["sampling_rate_hz"], 250.0);
+    let (a, b) = (labels(&results[0]), labels(&body));
+    let n = a.len().min(b.len());
+    let same = (0..n).filter(|&i| a[i] == b[i]).count();
+    assert!(same as f64 >= 0.9 * n as f64, "{same}/{n} windows agree");
+    assert!(body["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("resampled")));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_the_documented_statuses() {
+    let server = Server::start(&["--max-body-mb", "1", "--api-key", "s3cret"]).await;
+    server.wait_ready().await;
+    let client = reqwest::Client::new();
+    let send = |form: Form, key: Option<&str>| {
+        let mut req = client.post(server.url("/predict")).multipart(form);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send()
+    };
+    let check = |r: reqwest::Response, status: u16, error_type: &'static str| async move {
+        assert_eq!(r.status().as_u16(), status);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error_type"], error_type, "{body}");
+        assert!(body["error"].as_str().unwrap().len() > 10, "{body}");
+        body
+    };
+    let csv = || Form::new().part("file", file(b"MLII\n1\n2\n".to_vec(), "x.csv"));
+    check(send(csv(), None).await.unwrap(), 401, "unauthorized").await;
+    check(
+        send(csv(), Some("wrong")).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    let key = Some("s3cret");
+    check(
+        send(Form::new().text("note", "hello"), key).await.unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    check(
+        send(Form::new().part("file", file(b"x".to_vec(), "x.pdf")), key)
+            .await
+            .unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    let r = client
+        .post(server.url("/predict"))
+        .bearer_auth("s3cret")
+        .body("not multipart")
+        .send()
+        .await
+        .unwrap();
+    check(r, 415, "unsupported_media_type").await;
+    check(send(Form::new(), key).await.unwrap(), 400, "bad_request").await;
+    let body = check(send(csv(), key).await.unwrap(), 422, "invalid_signal").await;
+    assert!(
+        body["error"].as_str().unwrap().contains("sampling rate"),
+        "{body}"
+    );
+    let short = Form::new().part("file", file(b"MLII\n1\n2\n".to_vec(), "x.csv"));
+    let r = client
+        .post(server.url("/predict?fs=360"))
+        .bearer_auth("s3cret")
+        .multipart(short)
+        .send()
+        .await
+        .unwrap();
+    check(r, 422, "invalid_signal").await;
+    let hea = Form::new()
+        .part("hea", file(fixture("100.hea"), "100.hea"))
+        .part("dat", file(vec![0u8; 1000], "100.dat"));
+    let body = check(send(hea, key).await.unwrap(), 422, "invalid_signal").await;
+    assert_eq!(body["detail"]["file"], "100.dat");
+    let big = Form::new().part("dat", file(vec![0u8; 2 * 1024 * 1024], "x.dat"));
+    match send(big, key).await {
+        Ok(r) => {
+            check(r, 413, "payload_too_large").await;
+        }
+        Err(e) => panic!("oversized body: {e}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_model_is_not_ready_with_a_reason() {
+    let server = Server::start(&["--model", "no-such-model"]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = reqwest::get(server.url("/health/ready")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "failed");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-model.json"),
+        "{body}"
+    );
+    assert_eq!(
+        reqwest::get(server.url("/health/live"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let form = Form::new().part("file", file(b"MLII\n1\n".to_vec(), "x.csv"));
+    let (status, body) = post(&server, "?fs=360", form).await;
+    assert_eq!(
+        (status, body["error_type"].as_str()),
+        (503, Some("not_ready"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_answers_429_and_shutdown_drains_in_flight_requests() {
+    let server = Server::start(&["--queue-size", "1", "--sessions", "1"]).await;
+    server.wait_ready().await;
+    let hea = fixture("100.hea");
+    let dat = fixture("100.dat");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let url = server.url("/predict");
+        let (h, d) = (hea.clone(), dat.clone());
+        tasks.push(tokio::spawn(async move {
+            let form = Form::new()
+                .part("hea", file(h, "100.hea"))
+                .part("dat", file(d, "100.dat"));
+            reqwest::Client::new()
+                .post(url)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&200) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+
+    // A request in flight when shutdown starts still gets its answer.
+    let url = server.url("/predict");
+    let in_flight = tokio::spawn(async move {
+        let form = Form::new()
+            .part("hea", file(hea, "100.hea"))
+            .part("dat", file(dat, "100.dat"));
+        reqwest::Client::new()
+            .post(url)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.stop().await;
+    assert_eq!(in_flight.await.unwrap(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_endpoints() {
+    let server = Server::start(&[]).await;
+    let ready = server.wait_ready().await;
+    assert_eq!(ready["provider"], "cpu");
+    let r = reqwest::get(server.url("/health/live")).await.unwrap();
+    assert!(r.headers().contains_key("x-request-id"));
+    let info: Value = reqwest::get(server.url("/info"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["model"]["preprocessing"]["sample_rate_hz"], 360.0);
+    assert!(info["limits"]["max_body_bytes"].as_u64().unwrap() >= 64 * 1024 * 1024);
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ecg_requests_total"), "{metrics}");
+    let page = reqwest::get(server.url("/swagger-ui/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let doc: Value = reqwest::get(server.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/predict"]["post"].is_object());
+    // CORS is closed by default: no allow-origin header for a foreign origin.
+    let r = reqwest::Client::new()
+        .get(server.url("/info"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    server.stop().await;
+}
+
+#[test]
+fn committed_openapi_document_matches_the_code() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi/openapi.json");
+    let generated = ecg_serve::server::openapi::json();
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(committed == generated, "openapi/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test --test server committed_openapi` and commit it");
+}
