@@ -23,16 +23,16 @@ use crate::core::upload::{decode, PredictParams, UploadPart};
 #[allow(dead_code)]
 pub struct PredictUpload {
     /// WFDB header (.hea).
-    #[schema(value_type = Option<String>, format = Binary)]
+    #[schema(value_type = String, format = Binary, required = false)]
     hea: Option<Vec<u8>>,
     /// WFDB signal file (.dat), with its .hea or alone (layout in query parameters).
-    #[schema(value_type = Option<String>, format = Binary)]
+    #[schema(value_type = String, format = Binary, required = false)]
     dat: Option<Vec<u8>>,
     /// A CSV recording (one column per lead, optional time column).
-    #[schema(value_type = Option<String>, format = Binary)]
+    #[schema(value_type = String, format = Binary, required = false)]
     file: Option<Vec<u8>>,
     /// Reference annotations (.atr), optional.
-    #[schema(value_type = Option<String>, format = Binary)]
+    #[schema(value_type = String, format = Binary, required = false)]
     atr: Option<Vec<u8>>,
 }
 
