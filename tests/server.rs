@@ -103,6 +103,24 @@ async fn post(server: &Server, query: &str, form: Form) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// A multipart form holding record 100 as a WFDB pair.
+fn wfdb_form(hea: Vec<u8>, dat: Vec<u8>) -> Form {
+    Form::new()
+        .part("hea", file(hea, "100.hea"))
+        .part("dat", file(dat, "100.dat"))
+}
+
+async fn post_status(url: String, form: Form) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 fn labels(v: &Value) -> Vec<String> {
     v["segments"]
         .as_array()
@@ -128,9 +146,7 @@ fn record_100_csv() -> Vec<u8> {
 async fn record_100_as_wfdb_and_as_csv_give_the_same_labels() {
     let server = Server::start(&[]).await;
     server.wait_ready().await;
-    let form = Form::new()
-        .part("hea", file(fixture("100.hea"), "100.hea"))
-        .part("dat", file(fixture("100.dat"), "100.dat"));
+    let form = wfdb_form(fixture("100.hea"), fixture("100.dat"));
     let (status, wfdb) = post(&server, "", form).await;
     assert_eq!(status, 200, "{wfdb}");
     assert_eq!(wfdb["record"]["name"], "100");
@@ -367,21 +383,10 @@ async fn overload_answers_429_and_shutdown_drains_in_flight_requests() {
     let dat = fixture("100.dat");
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let url = server.url("/predict");
-        let (h, d) = (hea.clone(), dat.clone());
-        tasks.push(tokio::spawn(async move {
-            let form = Form::new()
-                .part("hea", file(h, "100.hea"))
-                .part("dat", file(d, "100.dat"));
-            reqwest::Client::new()
-                .post(url)
-                .multipart(form)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
+        tasks.push(tokio::spawn(post_status(
+            server.url("/predict"),
+            wfdb_form(hea.clone(), dat.clone()),
+        )));
     }
     let mut statuses = Vec::new();
     for t in tasks {
@@ -397,20 +402,7 @@ async fn overload_answers_429_and_shutdown_drains_in_flight_requests() {
     );
 
     // A request in flight when shutdown starts still gets its answer.
-    let url = server.url("/predict");
-    let in_flight = tokio::spawn(async move {
-        let form = Form::new()
-            .part("hea", file(hea, "100.hea"))
-            .part("dat", file(dat, "100.dat"));
-        reqwest::Client::new()
-            .post(url)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    });
+    let in_flight = tokio::spawn(post_status(server.url("/predict"), wfdb_form(hea, dat)));
     tokio::time::sleep(Duration::from_millis(100)).await;
     server.stop().await;
     assert_eq!(in_flight.await.unwrap(), 200);
