@@ -4,3 +4,25 @@
 
 pub mod bxb;
 pub mod qrs;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::signal::wfdb::{parse_header, read_annotations, read_record, Annotation, ReadOptions};
+use crate::signal::Recording;
+
+/// Reads record `name` of a WFDB database folder: header, signals (checksums
+/// verified) and reference annotations (`.atr`).
+pub fn load_record(db: &Path, name: &str) -> Result<(Recording, Vec<Annotation>)> {
+    let read = |ext: &str| {
+        let path = db.join(format!("{name}.{ext}"));
+        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let hea = String::from_utf8_lossy(&read("hea")?).into_owned();
+    let header = parse_header(&format!("{name}.hea"), &hea)?;
+    let dat = read("dat")?;
+    let rec = read_record(&header, |_| Some(&dat[..]), ReadOptions::default())?;
+    let annotations = read_annotations(&format!("{name}.atr"), &read("atr")?)?;
+    Ok((rec, annotations))
+}

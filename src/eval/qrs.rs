@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use super::bxb::{compare, excluded_intervals, DetectionCounts};
 use crate::signal::qrs::detect_r_peaks;
-use crate::signal::wfdb::{parse_header, read_annotations, read_record, ReadOptions};
 use crate::signal::DEFAULT_LEAD;
 
 /// One record's score.
@@ -52,17 +51,7 @@ pub fn record_names(dir: &Path) -> Result<Vec<String>> {
 
 /// Detects and scores one record of `dir`.
 pub fn score_record(dir: &Path, name: &str, window_s: f64, start_s: f64) -> Result<RecordScore> {
-    let read = |ext: &str| {
-        let path = dir.join(format!("{name}.{ext}"));
-        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    let header = parse_header(
-        &format!("{name}.hea"),
-        &String::from_utf8_lossy(&read("hea")?),
-    )?;
-    let dat = read("dat")?;
-    let rec = read_record(&header, |_| Some(&dat[..]), ReadOptions::default())?;
-    let annotations = read_annotations(&format!("{name}.atr"), &read("atr")?)?;
+    let (rec, annotations) = super::load_record(dir, name)?;
     let lead = rec.select_lead(DEFAULT_LEAD, true)?;
     let fs = rec.sampling_rate;
     let peaks: Vec<u64> = detect_r_peaks(&rec.leads[lead.index].samples, fs)

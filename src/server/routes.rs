@@ -145,7 +145,7 @@ pub async fn predict(
         let max_duration_s = state.config.max_duration_s;
         let card_for_prep = Arc::clone(&card);
         let params_for_prep = params.clone();
-        let (prepared, decode_ms, preprocess_ms) =
+        let (mut prepared, decode_ms, preprocess_ms) =
             tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
                 let t = Instant::now();
                 let decoded = decode(&parts, &params_for_prep)?;
@@ -167,7 +167,8 @@ pub async fn predict(
         metrics::histogram!("ecg_preprocess_seconds").record(preprocess_ms / 1e3);
         let batch = prepared.starts.len();
         let samples = prepared.record.n_samples;
-        let reply = state.pool.submit(prepared.windows.clone(), batch)?;
+        let windows = std::mem::take(&mut prepared.windows);
+        let reply = state.pool.submit(windows, batch)?;
         let result = reply
             .await
             .map_err(|_| ApiError::NotReady("the engine stopped before answering".into()))??;

@@ -9,12 +9,13 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
+pub use crate::eval::load_record;
 use crate::model::Preprocessing;
 use crate::signal::resample::map_index;
-use crate::signal::wfdb::{parse_header, read_annotations, read_record, Annotation, ReadOptions};
+use crate::signal::wfdb::Annotation;
 use crate::signal::{AamiClass, Recording};
 
 /// de Chazal et al. 2004, training set.
@@ -39,20 +40,6 @@ pub const NORMAL: u8 = 0;
 pub const ABNORMAL: u8 = 1;
 /// Labels in class-index order.
 pub const LABELS: [&str; 2] = ["Normal", "Abnormal"];
-
-/// Reads record `name` (header, signals, reference annotations) from `db`.
-pub fn load_record(db: &Path, name: &str) -> Result<(Recording, Vec<Annotation>)> {
-    let read = |ext: &str| {
-        let path = db.join(format!("{name}.{ext}"));
-        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    let hea = String::from_utf8_lossy(&read("hea")?).into_owned();
-    let header = parse_header(&format!("{name}.hea"), &hea)?;
-    let dat = read("dat")?;
-    let rec = read_record(&header, |_| Some(&dat[..]), ReadOptions::default())?;
-    let ann = read_annotations(&format!("{name}.atr"), &read("atr")?)?;
-    Ok((rec, ann))
-}
 
 /// Windows of several records, with labels and where each came from.
 #[derive(Debug, Clone, Default)]

@@ -3,9 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ecg_serve::signal::wfdb::{
-    parse_header, read_annotations, read_record, Annotation, ReadOptions,
-};
+use ecg_serve::signal::wfdb::Annotation;
 use ecg_serve::signal::Recording;
 
 /// The committed fixtures folder.
@@ -33,10 +31,5 @@ pub fn mitdb() -> Option<PathBuf> {
 
 /// Reads record `name` from `dir` with its annotations.
 pub fn load(dir: &Path, name: &str) -> (Recording, Vec<Annotation>) {
-    let hea = std::fs::read_to_string(dir.join(format!("{name}.hea"))).unwrap();
-    let header = parse_header(&format!("{name}.hea"), &hea).unwrap();
-    let dat = std::fs::read(dir.join(format!("{name}.dat"))).unwrap();
-    let rec = read_record(&header, |_| Some(&dat[..]), ReadOptions::default()).unwrap();
-    let atr = std::fs::read(dir.join(format!("{name}.atr"))).unwrap();
-    (rec, read_annotations(&format!("{name}.atr"), &atr).unwrap())
+    ecg_serve::eval::load_record(dir, name).unwrap()
 }
