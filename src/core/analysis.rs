@@ -232,22 +232,15 @@ pub fn assemble(
         .enumerate()
         .map(|(i, &start)| {
             let p = outputs.probabilities(i);
-            let label = match positive {
-                Some(k) if p[k] as f64 >= card.decision.threshold => card.labels[k].clone(),
-                Some(k) => card
-                    .labels
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != k)
-                    .max_by(|a, b| p[a.0].total_cmp(&p[b.0]))
-                    .map_or_else(String::new, |(_, l)| l.clone()),
-                None => card.labels[p
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map_or(0, |m| m.0)]
-                .clone(),
+            // The positive label at or above its threshold, else the likeliest other label.
+            let chosen = match positive {
+                Some(k) if p[k] as f64 >= card.decision.threshold => k,
+                _ => (0..p.len())
+                    .filter(|&j| Some(j) != positive)
+                    .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                    .unwrap_or(0),
             };
+            let label = card.labels[chosen].clone();
             Segment {
                 index: i,
                 start_s: start as f64 / rate,
