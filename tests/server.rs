@@ -5,110 +5,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use common::server::{file, fixture, post, wfdb_form, Server};
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-use ecg_serve::server::{serve, Config};
+use ecg_serve::server::probe_ready;
 use ecg_serve::signal::wfdb::{write_record, Format};
-use reqwest::multipart::{Form, Part};
+use reqwest::multipart::Form;
 use serde_json::Value;
-use tokio::sync::oneshot;
-
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Server {
-    async fn start(extra: &[&str]) -> Server {
-        // ECG_TEST_MODEL_DIR / ECG_TEST_MODEL point the tests at another model.
-        let models = std::env::var("ECG_TEST_MODEL_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
-        let model = std::env::var("ECG_TEST_MODEL").unwrap_or_else(|_| "ecg-segment".into());
-        let mut args = vec![
-            "ecg-serve",
-            "--port",
-            "0",
-            "--model-dir",
-            models.to_str().unwrap(),
-        ];
-        if !extra.contains(&"--model") {
-            args.extend(["--model", model.as_str()]);
-        }
-        args.extend_from_slice(extra);
-        let config = Config::parse_from(args);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (bound_tx, bound_rx) = oneshot::channel();
-        let done = tokio::spawn(serve(
-            config,
-            async move {
-                let _ = stopped.await;
-            },
-            move |a| {
-                let _ = bound_tx.send(a);
-            },
-        ));
-        let addr = bound_rx.await.expect("server bound");
-        Server {
-            addr,
-            stop: Some(stop),
-            done,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    async fn wait_ready(&self) -> Value {
-        let mut last = Value::Null;
-        for _ in 0..400 {
-            let r = reqwest::get(self.url("/health/ready")).await.unwrap();
-            let status = r.status();
-            last = r.json().await.unwrap();
-            if status == 200 {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("server never became ready: {last}");
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.done.await.unwrap().unwrap();
-    }
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(common::fixtures().join("mitdb").join(name)).unwrap()
-}
-
-fn file(bytes: Vec<u8>, name: &str) -> Part {
-    Part::bytes(bytes).file_name(name.to_string())
-}
-
-async fn post(server: &Server, query: &str, form: Form) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(server.url(&format!("/predict{query}")))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// A multipart form holding record 100 as a WFDB pair.
-fn wfdb_form(hea: Vec<u8>, dat: Vec<u8>) -> Form {
-    Form::new()
-        .part("hea", file(hea, "100.hea"))
-        .part("dat", file(dat, "100.dat"))
-}
 
 async fn post_status(url: String, form: Form) -> u16 {
     reqwest::Client::new()
@@ -352,6 +257,11 @@ async fn missing_model_is_not_ready_with_a_reason() {
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"], "failed");
+    let addr = server.addr.to_string();
+    let probe = tokio::task::spawn_blocking(move || probe_ready(&addr))
+        .await
+        .unwrap();
+    assert_eq!(probe, Err("/health/ready answered 503".to_string()));
     assert!(
         body["reason"]
             .as_str()
@@ -413,6 +323,10 @@ async fn operations_endpoints() {
     let server = Server::start(&[]).await;
     let ready = server.wait_ready().await;
     assert_eq!(ready["provider"], "cpu");
+    // The container's HEALTHCHECK (`ecg-serve --probe-ready`) agrees.
+    let addr = server.addr.to_string();
+    let probe = tokio::task::spawn_blocking(move || probe_ready(&addr));
+    assert_eq!(probe.await.unwrap(), Ok(()));
     let r = reqwest::get(server.url("/health/live")).await.unwrap();
     assert!(r.headers().contains_key("x-request-id"));
     let info: Value = reqwest::get(server.url("/info"))

@@ -1,5 +1,6 @@
 //! `ecg-serve`: the HTTP service. Parses flags (each with an env var), sets up
 //! logging, logs the effective configuration, serves until SIGTERM / SIGINT.
+//! `ecg-serve --probe-ready` checks a running server instead (container health check).
 
 use clap::Parser;
 use ecg_serve::server::config::{Config, LogFormat};
@@ -8,6 +9,15 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    if config.probe_ready {
+        match ecg_serve::server::probe_ready(&config.local_addr()) {
+            Ok(()) => std::process::exit(0),
+            Err(why) => {
+                eprintln!("not ready: {why}");
+                std::process::exit(1)
+            }
+        }
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt()

@@ -46,9 +46,21 @@ enum Command {
         batch_size: usize,
         #[arg(long, default_value_t = 1e-3)]
         lr: f64,
-        /// Epochs without a better validation loss before stopping.
-        #[arg(long, default_value_t = 3)]
+        /// Epochs without a better validation ROC AUC before stopping.
+        #[arg(long, default_value_t = 4)]
         patience: usize,
+        /// Multiply the learning rate by this after every epoch.
+        #[arg(long, default_value_t = 0.85)]
+        lr_decay: f64,
+        /// Gaussian noise (z-score units) added to training windows; 0 = none.
+        #[arg(long, default_value_t = 0.05)]
+        noise_std: f64,
+        /// Train on the 0/1 labels instead of soft targets (the non-N beat fraction).
+        #[arg(long)]
+        hard_targets: bool,
+        /// Leave out the sinusoidal position code before the attention.
+        #[arg(long)]
+        no_position_code: bool,
         /// Hop between training windows (samples); serving uses the card's 1800.
         #[arg(long, default_value_t = 900)]
         train_hop: usize,
@@ -90,16 +102,24 @@ fn main() -> anyhow::Result<()> {
             batch_size,
             lr,
             patience,
+            lr_decay,
+            noise_std,
+            hard_targets,
+            no_position_code,
             train_hop,
             seed,
             abnormal_fraction,
             max_windows,
         } => {
-            let training = TrainingConfig::new(SegmentNetConfig::new())
+            let net = SegmentNetConfig::new().with_position_code(!no_position_code);
+            let training = TrainingConfig::new(net)
                 .with_max_epochs(epochs)
                 .with_batch_size(batch_size)
                 .with_learning_rate(lr)
                 .with_patience(patience)
+                .with_lr_decay(lr_decay)
+                .with_noise_std(noise_std)
+                .with_soft_targets(!hard_targets)
                 .with_seed(seed)
                 .with_abnormal_fraction(abnormal_fraction)
                 .with_train_hop(train_hop);

@@ -116,6 +116,8 @@ pub struct Beat {
 pub struct Timing {
     pub decode: f64,
     pub preprocess: f64,
+    /// R-peak detection; it runs while the model runs, so it adds little to `total`.
+    pub beats: f64,
     pub queue: f64,
     pub inference: f64,
     pub total: f64,
@@ -147,6 +149,9 @@ pub struct PredictResponse {
 #[derive(Debug)]
 pub struct PreparedRequest {
     pub record: RecordInfo,
+    /// The chosen lead at its own rate, for [`find_beats`] (taken by it).
+    pub lead: Vec<f64>,
+    /// R peaks at the record's own rate; empty until [`find_beats`] fills it.
     pub beats: Vec<usize>,
     pub windows: Vec<f32>,
     pub starts: Vec<usize>,
@@ -157,9 +162,10 @@ pub struct PreparedRequest {
 /// Largest plotting rate for `include=signal`.
 pub const PLOT_RATE_HZ: f64 = 90.0;
 
-/// Picks the lead, finds the beats and prepares the card's windows.
+/// Picks the lead and prepares the card's windows; beats come separately from
+/// [`find_beats`], so that they can be found while the model runs.
 pub fn prepare(
-    rec: &Recording,
+    mut rec: Recording,
     source: &str,
     lead: &str,
     card: &ModelCard,
@@ -190,7 +196,6 @@ pub fn prepare(
             rec.sampling_rate, pre.sample_rate_hz
         ));
     }
-    let beats = detect_r_peaks(x, rec.sampling_rate);
     let prepared = pre.prepare(x, rec.sampling_rate)?;
     let record = RecordInfo {
         name: rec.name.clone(),
@@ -204,12 +209,18 @@ pub fn prepare(
     };
     Ok(PreparedRequest {
         record,
-        beats,
+        lead: std::mem::take(&mut rec.leads[choice.index].samples),
+        beats: Vec::new(),
         windows: prepared.windows,
         starts: prepared.starts,
         filtered: prepared.filtered,
         warnings,
     })
+}
+
+/// The R peaks of `lead` (sampled at `fs`), at that rate.
+pub fn find_beats(lead: &[f64], fs: f64) -> Vec<usize> {
+    detect_r_peaks(lead, fs)
 }
 
 /// The response for `prep` given the model's `outputs`.

@@ -77,12 +77,28 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "ECG_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Do not serve: ask the server at --host/--port for /health/ready and exit 0
+    /// when it is ready, 1 otherwise (the container's HEALTHCHECK; no curl needed).
+    #[arg(long)]
+    #[serde(skip)]
+    pub probe_ready: bool,
 }
 
 impl Config {
     /// The model card's path.
     pub fn card_path(&self) -> PathBuf {
         self.model_dir.join(format!("{}.json", self.model))
+    }
+
+    /// Where a local client reaches this server: a wildcard listen address
+    /// (0.0.0.0, ::) is reached on loopback.
+    pub fn local_addr(&self) -> String {
+        let host = match self.host.as_str() {
+            "0.0.0.0" | "" => "127.0.0.1",
+            "::" | "[::]" => "[::1]",
+            h => h,
+        };
+        format!("{host}:{}", self.port)
     }
 
     /// Intra-op threads per session: explicit, else cores / sessions.

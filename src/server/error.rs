@@ -4,6 +4,7 @@
 //! what was wrong, a stable machine-readable type, and where (field, accepted
 //! values). 500 is reserved for our own bugs.
 
+use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -48,6 +49,10 @@ pub enum ApiError {
     NotReady(String),
     #[error("request took longer than {0} s")]
     Timeout(u64),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -63,6 +68,8 @@ impl ApiError {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotReady(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,6 +85,8 @@ impl ApiError {
             ApiError::Overloaded(_) => "overloaded",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Timeout(_) => "timeout",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -175,6 +184,27 @@ impl From<UploadError> for ApiError {
                 message: e.to_string(),
             },
             UploadError::Signal(s) => s.into(),
+        }
+    }
+}
+
+/// Query parameters `/predict` accepts (see `PredictParams`).
+const QUERY_PARAMETERS: [&str; 8] = [
+    "fs",
+    "lead",
+    "format",
+    "channels",
+    "gain",
+    "baseline",
+    "include",
+    "verify_checksums",
+];
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::BadRequest {
+            message: format!("query string: {}", e.body_text()),
+            detail: json!({ "field": "query", "accepted": QUERY_PARAMETERS }),
         }
     }
 }

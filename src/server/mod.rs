@@ -141,6 +141,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/info", get(routes::info))
         .route("/metrics", get(routes::metrics))
         .merge(SwaggerUi::new("/swagger-ui").url("/openapi.json", openapi::ApiDoc::openapi()))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(middleware::from_fn(record_metrics))
         .layer(cors(&state.config.cors_origins))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -210,4 +212,33 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutdown signal received; draining in-flight requests");
+}
+
+/// `GET /health/ready` over plain HTTP/1.0 with a 3 s budget; Ok when the answer is 200.
+pub fn probe_ready(addr: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let timeout = std::time::Duration::from_secs(3);
+    let socket = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("{addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr}: no address"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&socket, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).ok();
+    stream.set_write_timeout(Some(timeout)).ok();
+    write!(
+        stream,
+        "GET /health/ready HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("{addr}: {e}"))?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).map_err(|e| format!("{addr}: {e}"))?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    match status_line.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        Some(code) => Err(format!("/health/ready answered {code}")),
+        None => Err("no HTTP answer".into()),
+    }
 }

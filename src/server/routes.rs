@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::multipart::MultipartRejection;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Multipart, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::core::analysis::{assemble, prepare, PredictResponse, Timing};
+use crate::core::analysis::{assemble, find_beats, prepare, PredictResponse, Timing};
 use crate::core::pool::Readiness;
 use crate::core::upload::{decode, PredictParams, UploadPart};
 
@@ -119,10 +120,11 @@ async fn read_parts(
 )]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<PredictParams>,
+    query: Result<Query<PredictParams>, QueryRejection>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    let Query(params) = query?;
     let card = state
         .pool
         .card()
@@ -152,7 +154,7 @@ pub async fn predict(
                 let decode_ms = ms(t.elapsed());
                 let t = Instant::now();
                 let prepared = prepare(
-                    &decoded.recording,
+                    decoded.recording,
                     decoded.source,
                     &lead,
                     &card_for_prep,
@@ -169,9 +171,21 @@ pub async fn predict(
         let samples = prepared.record.n_samples;
         let windows = std::mem::take(&mut prepared.windows);
         let reply = state.pool.submit(windows, batch)?;
+        // Beats are found while the engine runs the windows.
+        let lead = std::mem::take(&mut prepared.lead);
+        let fs = prepared.record.sampling_rate_hz;
+        let beats = tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            (find_beats(&lead, fs), ms(t.elapsed()))
+        });
         let result = reply
             .await
             .map_err(|_| ApiError::NotReady("the engine stopped before answering".into()))??;
+        let (found, beats_ms) = beats
+            .await
+            .map_err(|e| ApiError::Internal(format!("beat detection task failed: {e}")))?;
+        prepared.beats = found;
+        metrics::histogram!("ecg_beats_seconds").record(beats_ms / 1e3);
         metrics::histogram!("ecg_queue_seconds").record(result.queue_wait.as_secs_f64());
         metrics::histogram!("ecg_inference_seconds").record(result.inference.as_secs_f64());
         metrics::counter!("ecg_windows_total").increment(batch as u64);
@@ -179,6 +193,7 @@ pub async fn predict(
         let timing = Timing {
             decode: decode_ms,
             preprocess: preprocess_ms,
+            beats: beats_ms,
             queue: ms(result.queue_wait),
             inference: ms(result.inference),
             total: ms(started.elapsed()),
@@ -205,6 +220,22 @@ pub async fn predict(
         }
     }
     Ok((headers, Json(response)).into_response())
+}
+
+/// Any path we do not serve: a JSON 404 like every other error.
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route {}; see /swagger-ui/ or /openapi.json for the API",
+        uri.path()
+    ))
+}
+
+/// A known path with a method it does not take: a JSON 405.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not allowed on {}; see /swagger-ui/ for the methods",
+        uri.path()
+    ))
 }
 
 /// Liveness: the process is up and serving HTTP.

@@ -48,6 +48,9 @@ pub struct WindowSet {
     /// Flattened `[len * window_len]`, z-scored.
     pub windows: Vec<f32>,
     pub labels: Vec<u8>,
+    /// Fraction of each window's annotated beats that are not AAMI N (the
+    /// quantity the label thresholds; the trainer's soft target).
+    pub fractions: Vec<f32>,
     pub records: Vec<String>,
     pub starts: Vec<usize>,
     /// Windows left out because no beat was annotated in them.
@@ -101,6 +104,7 @@ impl WindowSet {
         for &i in indices {
             out.windows.extend_from_slice(self.window(i));
             out.labels.push(self.labels[i]);
+            out.fractions.push(self.fractions[i]);
             out.records.push(self.records[i].clone());
             out.starts.push(self.starts[i]);
         }
@@ -111,6 +115,7 @@ impl WindowSet {
         self.window_len = other.window_len;
         self.windows.extend(other.windows);
         self.labels.extend(other.labels);
+        self.fractions.extend(other.fractions);
         self.records.extend(other.records);
         self.starts.extend(other.starts);
         self.unlabelled += other.unlabelled;
@@ -120,15 +125,21 @@ impl WindowSet {
 /// The label of a window from the AAMI classes of the beats inside it, or `None`
 /// when it holds no annotated beat.
 pub fn label_window(classes: &[AamiClass], abnormal_fraction: f64) -> Option<u8> {
-    if classes.is_empty() {
-        return None;
-    }
-    let non_n = classes.iter().filter(|&&c| c != AamiClass::N).count();
-    Some(if non_n as f64 / classes.len() as f64 > abnormal_fraction {
+    let fraction = non_n_fraction(classes)?;
+    Some(if fraction > abnormal_fraction {
         ABNORMAL
     } else {
         NORMAL
     })
+}
+
+/// Fraction of `classes` that are not AAMI N, or `None` when empty.
+pub fn non_n_fraction(classes: &[AamiClass]) -> Option<f64> {
+    if classes.is_empty() {
+        return None;
+    }
+    let non_n = classes.iter().filter(|&&c| c != AamiClass::N).count();
+    Some(non_n as f64 / classes.len() as f64)
 }
 
 /// Prepares and labels every window of one record.
@@ -156,15 +167,19 @@ pub fn record_windows(
         let from = beats.partition_point(|b| b.0 < start);
         let to = beats.partition_point(|b| b.0 < start + len);
         let classes: Vec<AamiClass> = beats[from..to].iter().map(|b| b.1).collect();
-        match label_window(&classes, abnormal_fraction) {
-            Some(label) => {
+        match (
+            label_window(&classes, abnormal_fraction),
+            non_n_fraction(&classes),
+        ) {
+            (Some(label), Some(fraction)) => {
                 out.windows
                     .extend_from_slice(&prepared.windows[k * len..(k + 1) * len]);
                 out.labels.push(label);
+                out.fractions.push(fraction as f32);
                 out.records.push(rec.name.clone());
                 out.starts.push(start);
             }
-            None => out.unlabelled += 1,
+            _ => out.unlabelled += 1,
         }
     }
     Ok(out)
@@ -203,6 +218,18 @@ impl SplitMix {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// A uniform number in (0, 1].
+    pub fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Two independent standard normal numbers (Box-Muller).
+    pub fn gaussian_pair(&mut self) -> (f64, f64) {
+        let r = (-2.0 * self.unit().ln()).sqrt();
+        let theta = std::f64::consts::TAU * self.unit();
+        (r * theta.cos(), r * theta.sin())
     }
 
     /// Fisher-Yates shuffle.

@@ -5,14 +5,19 @@
 //!  -> Conv1d 1->32 k7 stride 2 + ReLU + MaxPool 2 [B, 32, 900]
 //!  -> Conv1d 32->64 k5 + ReLU + MaxPool 2         [B, 64, 450]
 //!  -> Conv1d 64->64 k4 stride 4 + ReLU            [B, 64, 112]   (the strided step: 112 tokens)
-//!  -> tokens [B, 112, 64] + 8-head self-attention (residual)
+//!  -> tokens [B, 112, 64] + sinusoidal position code -> 8-head self-attention (residual)
 //!  -> mean over tokens [B, 64] -> Dense 128 + ReLU + Dropout -> Dense 2 (logits)
 //! attention [B, 112]: attention each token receives, averaged over heads and queries
 //! ```
 //! One token covers 32 samples (89 ms at 360 Hz); the last 16 samples of a
 //! window fall outside the last token. The first convolution's stride of 2 keeps
 //! the second, the most expensive layer, at 900 positions (measured on the flex
-//! backend: conv2 at 1800 positions took 190 ms of a ~450 ms training step). The ONNX writer in
+//! backend: conv2 at 1800 positions took 190 ms of a ~450 ms training step).
+//!
+//! The position code matters: without it self-attention and the mean over tokens
+//! are blind to token order, so the network could see beat shapes (a token's
+//! receptive field is ~0.15 s) but not the rhythm, the spacing of beats, which is
+//! what tells a supraventricular premature beat from a normal one. The ONNX writer in
 //! [`super::onnx`] rebuilds exactly this graph from the trained weights.
 
 use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
@@ -51,6 +56,9 @@ pub struct SegmentNetConfig {
     pub attention_dropout: f64,
     #[config(default = 2)]
     pub classes: usize,
+    /// Add the fixed sinusoidal position code ([`position_code`]) to the tokens.
+    #[config(default = true)]
+    pub position_code: bool,
 }
 
 impl SegmentNetConfig {
@@ -86,8 +94,23 @@ impl SegmentNetConfig {
             head: LinearConfig::new(self.dense, self.classes).init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
             relu: Relu::new(),
+            position_code: self.position_code,
         }
     }
+}
+
+/// The fixed sinusoidal position code of "Attention is all you need",
+/// `[tokens * channels]` row-major: even channels sin, odd channels cos.
+pub fn position_code(tokens: usize, channels: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(tokens * channels);
+    for t in 0..tokens {
+        for c in 0..channels {
+            let rate = 10_000f64.powf(-((c / 2 * 2) as f64) / channels as f64);
+            let angle = t as f64 * rate;
+            out.push(if c % 2 == 0 { angle.sin() } else { angle.cos() } as f32);
+        }
+    }
+    out
 }
 
 /// The segment network.
@@ -102,6 +125,7 @@ pub struct SegmentNet {
     pub head: Linear,
     pub dropout: Dropout,
     pub relu: Relu,
+    pub position_code: bool,
 }
 
 /// Outputs of one forward pass.
@@ -121,6 +145,13 @@ impl SegmentNet {
         let x = self.pool.forward(self.relu.forward(self.conv2.forward(x)));
         let x = self.relu.forward(self.conv3.forward(x));
         let tokens = x.swap_dims(1, 2); // [B, T, C]
+        let tokens = if self.position_code {
+            let [_, t, c] = tokens.dims();
+            let code = TensorData::new(position_code(t, c), [1, t, c]);
+            tokens.clone() + Tensor::<3>::from_data(code, &tokens.device())
+        } else {
+            tokens
+        };
         let mha = self.attention.forward(MhaInput::self_attn(tokens.clone()));
         let hidden = tokens + mha.context;
         let pooled: Tensor<2> = hidden.mean_dim(1).squeeze_dim(1);

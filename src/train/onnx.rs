@@ -14,7 +14,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use prost::Message;
 
-use super::model::{SegmentNet, SegmentNetConfig};
+use super::model::{position_code, SegmentNet, SegmentNetConfig};
 
 /// Generated from `proto/onnx.proto`.
 #[allow(clippy::all, missing_docs)]
@@ -235,7 +235,16 @@ pub fn export(net: &SegmentNet, cfg: &SegmentNetConfig, name: &str, version: &st
     let x = g.max_pool(&x);
     let x = g.conv("conv3", &x, &net.conv3, 0);
     let x = g.relu(&x);
-    let tokens = g.transpose(&x, &[0, 2, 1], "tokens");
+    let mut tokens = g.transpose(&x, &[0, 2, 1], "tokens");
+    if net.position_code {
+        let (t, c) = (cfg.tokens(), cfg.conv2_filters);
+        let code = g.float(
+            "position_code",
+            vec![1, t as i64, c as i64],
+            position_code(t, c),
+        );
+        tokens = g.node("Add", &[&tokens, &code], "tokens.positioned", vec![]);
+    }
     let (hidden, weights) = attention(&mut g, net, &tokens);
     let pooled = g.node(
         "ReduceMean",

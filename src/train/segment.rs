@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::data::{load_windows, SplitMix, WindowSet, DS1, DS2, LABELS, PACED};
+use super::data::{load_windows, SplitMix, WindowSet, ABNORMAL, DS1, DS2, LABELS, PACED};
 use super::metrics::BinaryReport;
 use super::onnx;
 use super::training::{check_parity, predict_onnx, train, TrainingConfig};
@@ -193,11 +193,8 @@ pub fn run(opts: &SegmentOptions) -> Result<PathBuf> {
         &sets.val.labels,
         0.5,
     );
-    let test_report = BinaryReport::new(
-        &predict_onnx(&mut session, &sets.test, 64)?,
-        &sets.test.labels,
-        0.5,
-    );
+    let test_probs = predict_onnx(&mut session, &sets.test, 64)?;
+    let test_report = BinaryReport::new(&test_probs, &sets.test.labels, 0.5);
     print!(
         "{}",
         val_report.table("validation (DS1 records held out of training)")
@@ -208,6 +205,7 @@ pub fn run(opts: &SegmentOptions) -> Result<PathBuf> {
     );
     let metrics = json!({
         "test": test_report,
+        "test_per_record": per_record(&sets.test, &test_probs, 0.5),
         "validation": val_report,
         "parity": parity,
         "best_epoch": trained.best_epoch,
@@ -224,6 +222,31 @@ pub fn run(opts: &SegmentOptions) -> Result<PathBuf> {
     card.write(&card_path)?;
     eprintln!("wrote {} and {}", onnx_path.display(), card_path.display());
     Ok(card_path)
+}
+
+/// Per record: windows, Abnormal windows, windows flagged at `threshold`, and
+/// how many of the Abnormal ones were flagged. One record can dominate a split's
+/// Abnormal windows (232 holds 345 of DS2's 427), which the pooled figures hide.
+pub fn per_record(set: &WindowSet, probs: &[f64], threshold: f64) -> serde_json::Value {
+    let mut rows: Vec<(String, [usize; 4])> = Vec::new();
+    for ((record, &label), &p) in set.records.iter().zip(&set.labels).zip(probs) {
+        if rows.last().map(|r| &r.0) != Some(record) {
+            rows.push((record.clone(), [0; 4]));
+        }
+        let Some((_, c)) = rows.last_mut() else {
+            continue;
+        };
+        let (abnormal, flagged) = (label == ABNORMAL, p >= threshold);
+        c[0] += 1;
+        c[1] += usize::from(abnormal);
+        c[2] += usize::from(flagged);
+        c[3] += usize::from(abnormal && flagged);
+    }
+    rows.into_iter()
+        .map(|(record, c)| {
+            json!({"record": record, "windows": c[0], "abnormal": c[1], "flagged": c[2], "abnormal_flagged": c[3]})
+        })
+        .collect()
 }
 
 fn card(
