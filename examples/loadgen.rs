@@ -13,7 +13,9 @@
 //! recomputed); each answer's `record.name` and `record.n_samples` must match the
 //! recording that was sent, so crossed wires between requests are caught.
 //! Every request ends in a status or a transport error (reset, timeout), and both
-//! are counted; the generator stops by itself after `duration-s`.
+//! are counted; a 429 makes that client wait as its `retry-after` says (at most
+//! 5 s), as a well-behaved client would. The generator stops by itself after
+//! `duration-s`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -100,7 +102,10 @@ fn variant(name: &str, hea: &str, dat: &[u8], n: usize) -> Variant {
 #[derive(Default)]
 struct Tally {
     latencies_ms: Vec<f64>,
+    /// Share of each 200's latency outside ONNX Runtime...
     outside_ort: Vec<f64>,
+    /// ...and outside both it and the wait for a session.
+    outside_ort_and_queue: Vec<f64>,
     statuses: BTreeMap<String, usize>,
     mismatches: usize,
 }
@@ -148,14 +153,24 @@ async fn client(
                     "transport error"
                 };
                 *tally.statuses.entry(kind.into()).or_default() += 1;
+                // A refused connection fails at once: do not spin on it.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
             Ok(r) => r,
         };
         let code = status.status().as_u16();
-        let inference_ms = status
+        let header_ms = |name: &str| {
+            status
+                .headers()
+                .get(name)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|s| s.parse::<f64>().ok())
+        };
+        let (inference_ms, queue_ms) = (header_ms("x-inference-time"), header_ms("x-queue-time"));
+        let retry_after = status
             .headers()
-            .get("x-inference-time")
+            .get("retry-after")
             .and_then(|h| h.to_str().ok())
             .and_then(|s| s.parse::<f64>().ok());
         let body = status.bytes().await;
@@ -165,10 +180,19 @@ async fn client(
             continue;
         };
         *tally.statuses.entry(code.to_string()).or_default() += 1;
+        if code == 429 {
+            // As a well-behaved client: wait as long as `retry-after` says (capped).
+            let wait = retry_after.unwrap_or(1.0).clamp(0.0, 5.0);
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
         if code == 200 {
             tally.latencies_ms.push(elapsed_ms);
             if let Some(inf) = inference_ms {
                 tally.outside_ort.push((elapsed_ms - inf) / elapsed_ms);
+                let queue = queue_ms.unwrap_or(0.0);
+                tally
+                    .outside_ort_and_queue
+                    .push((elapsed_ms - inf - queue) / elapsed_ms);
             }
             let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let record = &answer["record"];
@@ -212,6 +236,7 @@ async fn main() -> anyhow::Result<()> {
         let t = t.await?;
         all.latencies_ms.extend(t.latencies_ms);
         all.outside_ort.extend(t.outside_ort);
+        all.outside_ort_and_queue.extend(t.outside_ort_and_queue);
         all.mismatches += t.mismatches;
         for (s, n) in t.statuses {
             *all.statuses.entry(s).or_default() += n;
@@ -221,7 +246,9 @@ async fn main() -> anyhow::Result<()> {
     all.latencies_ms.sort_by(f64::total_cmp);
     let requests: usize = all.statuses.values().sum();
     let ok = all.latencies_ms.len();
-    let outside = all.outside_ort.iter().sum::<f64>() / all.outside_ort.len().max(1) as f64;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let outside = mean(&all.outside_ort);
+    let outside_both = mean(&all.outside_ort_and_queue);
     let summary = json!({
         "url": args.url,
         "concurrency": args.concurrency,
@@ -237,10 +264,11 @@ async fn main() -> anyhow::Result<()> {
             "max": all.latencies_ms.last().copied().unwrap_or(f64::NAN),
         },
         "share_outside_onnx_runtime": outside,
+        "share_outside_onnx_runtime_and_queue": outside_both,
         "mismatched_answers": all.mismatches,
     });
     println!(
-        "c={} {:.1} s: {requests} requests {:?}; {:.2} ok/s; 200 latency p50 {:.0} ms p90 {:.0} ms p99 {:.0} ms max {:.0} ms; outside ONNX Runtime {:.1} %; mismatched answers {}",
+        "c={} {:.1} s: {requests} requests {:?}; {:.2} ok/s; 200 latency p50 {:.0} ms p90 {:.0} ms p99 {:.0} ms max {:.0} ms; outside ONNX Runtime {:.1} % (and its queue {:.1} %); mismatched answers {}",
         args.concurrency,
         wall,
         all.statuses,
@@ -250,6 +278,7 @@ async fn main() -> anyhow::Result<()> {
         percentile(&all.latencies_ms, 99.0),
         all.latencies_ms.last().copied().unwrap_or(f64::NAN),
         100.0 * outside,
+        100.0 * outside_both,
         all.mismatches
     );
     if let Some(path) = &args.json {

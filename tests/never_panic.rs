@@ -62,3 +62,27 @@ proptest! {
         }
     }
 }
+
+/// Every input that once crashed a fuzz target (`scripts/fuzz.sh`), replayed
+/// through the same entry point: `tests/fixtures/fuzz/<target>/<case>`.
+#[test]
+fn fuzz_crashes_stay_fixed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    let mut replayed = 0;
+    for (name, target) in ecg_serve::signal::fuzzing::TARGETS {
+        let Ok(dir) = std::fs::read_dir(root.join(name)) else {
+            continue;
+        };
+        for case in dir {
+            let path = case.unwrap().path();
+            target(&std::fs::read(&path).unwrap());
+            replayed += 1;
+        }
+    }
+    assert!(
+        replayed > 0,
+        "no fuzz regression cases found under {}",
+        root.display()
+    );
+    eprintln!("replayed {replayed} fuzz crash cases");
+}

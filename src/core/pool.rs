@@ -76,7 +76,20 @@ pub struct EnginePool {
     state: RwLock<Readiness>,
     card: OnceLock<Arc<ModelCard>>,
     depth: AtomicUsize,
+    /// Requests between [`EnginePool::admit`] and their answer.
+    admitted: AtomicUsize,
     options: PoolOptions,
+}
+
+/// A request's place in the service, from arrival to answer; released on drop.
+pub struct Admission {
+    pool: Arc<EnginePool>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.pool.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl EnginePool {
@@ -89,6 +102,7 @@ impl EnginePool {
             state: RwLock::new(Readiness::Loading),
             card: OnceLock::new(),
             depth: AtomicUsize::new(0),
+            admitted: AtomicUsize::new(0),
             options,
         });
         let loader = Arc::clone(&pool);
@@ -230,6 +244,34 @@ impl EnginePool {
             });
             // The requester may have gone (timeout, disconnect): nothing to do then.
             let _ = job.reply.send(reply);
+        }
+    }
+
+    /// Admits a request, or refuses it at once when `sessions + queue_size`
+    /// requests are already in the service. Called before the upload is read, so a
+    /// refused request costs no decoding and an admitted one finds room in the
+    /// queue: under overload the CPU goes to requests that will be answered, and
+    /// memory is bounded by the number admitted.
+    pub fn admit(self: &Arc<Self>) -> Result<Admission, PoolError> {
+        let capacity = self.options.sessions.max(1) + self.options.queue_size.max(1);
+        let mut current = self.admitted.load(Ordering::Acquire);
+        loop {
+            if current >= capacity {
+                return Err(PoolError::Full(self.options.queue_size));
+            }
+            match self.admitted.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Ok(Admission {
+                        pool: Arc::clone(self),
+                    })
+                }
+                Err(now) => current = now,
+            }
         }
     }
 

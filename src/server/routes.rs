@@ -16,8 +16,9 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::core::analysis::{assemble, find_beats, prepare, PredictResponse, Timing};
-use crate::core::pool::Readiness;
+use crate::core::pool::{Admission, Readiness};
 use crate::core::upload::{decode, PredictParams, UploadPart};
+use crate::model::ModelCard;
 
 /// The multipart form of `/predict` (file pickers in Swagger UI).
 #[derive(ToSchema)]
@@ -124,19 +125,15 @@ pub async fn predict(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let Query(params) = query?;
-    let card = state
-        .pool
-        .card()
-        .ok_or_else(|| match state.pool.readiness() {
-            Readiness::Failed(reason) => {
-                ApiError::NotReady(format!("the model is not ready: {reason}"))
-            }
-            _ => ApiError::NotReady("the model is still loading".into()),
-        })?;
-    if !matches!(state.pool.readiness(), Readiness::Ready { .. }) {
-        return Err(ApiError::NotReady("the model is still loading".into()));
-    }
+    let (params, card, _admission) = match admit(&state, query) {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            // Read the upload to its end (without decoding it) before refusing:
+            // answering mid-upload would reach the client as a connection reset.
+            discard(multipart).await;
+            return Err(e);
+        }
+    };
     let parts = read_parts(multipart, state.config.max_body_mb).await?;
     let timeout = std::time::Duration::from_secs(state.config.request_timeout_s);
     let work = async {
@@ -220,6 +217,37 @@ pub async fn predict(
         }
     }
     Ok((headers, Json(response)).into_response())
+}
+
+/// The checks before an upload is read: query, readiness, and a place in the
+/// service (429 at once when `sessions + queue_size` requests are in it).
+fn admit(
+    state: &Arc<AppState>,
+    query: Result<Query<PredictParams>, QueryRejection>,
+) -> Result<(PredictParams, Arc<ModelCard>, Admission), ApiError> {
+    let Query(params) = query?;
+    let card = state
+        .pool
+        .card()
+        .ok_or_else(|| match state.pool.readiness() {
+            Readiness::Failed(reason) => {
+                ApiError::NotReady(format!("the model is not ready: {reason}"))
+            }
+            _ => ApiError::NotReady("the model is still loading".into()),
+        })?;
+    if !matches!(state.pool.readiness(), Readiness::Ready { .. }) {
+        return Err(ApiError::NotReady("the model is still loading".into()));
+    }
+    Ok((params, card, state.pool.admit()?))
+}
+
+/// Reads and drops the rest of an upload (the body limit still applies).
+async fn discard(multipart: Result<Multipart, MultipartRejection>) {
+    if let Ok(mut multipart) = multipart {
+        while let Ok(Some(mut field)) = multipart.next_field().await {
+            while let Ok(Some(_)) = field.chunk().await {}
+        }
+    }
 }
 
 /// Any path we do not serve: a JSON 404 like every other error.

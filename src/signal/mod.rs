@@ -12,6 +12,8 @@ pub mod aami;
 pub mod csv;
 pub mod error;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod qrs;
 pub mod resample;
 pub mod segment;

@@ -289,14 +289,18 @@ fn parse_format_field(ctx: &Ctx, text: &str) -> Result<(Format, usize, usize, us
     let (mut spf, mut skew, mut offset) = (1usize, 0usize, 0usize);
     let mut rest = &text[digits_end..];
     while let Some(tag) = rest.chars().next() {
-        let body = &rest[1..];
+        if !matches!(tag, 'x' | ':' | '+') {
+            return Err(ctx.err("format", format!("unexpected `{tag}` in `{text}`")));
+        }
+        // The tags are ASCII, so the body starts one byte on (found by fuzzing:
+        // slicing after a multi-byte character panicked).
+        let body = &rest[tag.len_utf8()..];
         let end = body.find(['x', ':', '+']).unwrap_or(body.len());
         let value: usize = ctx.num("format", &body[..end], "a non-negative integer")?;
         match tag {
             'x' => spf = value,
             ':' => skew = value,
-            '+' => offset = value,
-            _ => return Err(ctx.err("format", format!("unexpected `{tag}` in `{text}`"))),
+            _ => offset = value,
         }
         rest = &body[end..];
     }

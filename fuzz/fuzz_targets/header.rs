@@ -1,0 +1,5 @@
+//! Fuzz target `header`: see `ecg_serve::signal::fuzzing::header`.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ecg_serve::signal::fuzzing::header(data));
