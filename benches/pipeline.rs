@@ -11,6 +11,10 @@ use ecg_serve::signal::wfdb::{parse_header, read_record, ReadOptions};
 use ecg_serve::signal::Recording;
 use std::hint::black_box;
 
+// The allocator ecg-serve runs with (see src/bin/ecg-serve.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn decode(hea: &str, dat: &[u8]) -> Recording {
     let header = parse_header("100.hea", hea).unwrap();
     read_record(&header, |_| Some(dat), ReadOptions::default()).unwrap()

@@ -63,8 +63,11 @@ pub fn csv(data: &[u8]) {
     let _ = read_csv("fuzz.csv", bytes, &options);
 }
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, as `fuzz/Cargo.toml` names them.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("header", header),
     ("dat", dat),
     ("record", record),
