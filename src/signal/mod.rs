@@ -16,6 +16,7 @@ pub mod filter;
 pub mod fuzzing;
 pub mod qrs;
 pub mod resample;
+pub mod rr;
 pub mod segment;
 pub mod wfdb;
 
