@@ -10,7 +10,8 @@ use common::server::{file, fixture, post, wfdb_form, Server};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ecg_serve::server::probe_ready;
+use clap::Parser;
+use ecg_serve::server::{probe_ready, serve, Config};
 use ecg_serve::signal::wfdb::{write_record, Format};
 use reqwest::multipart::Form;
 use serde_json::Value;
@@ -373,4 +374,34 @@ fn committed_openapi_document_matches_the_code() {
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(committed == generated, "openapi/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test --test server committed_openapi` and commit it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuda_that_cannot_start_refuses_to_serve_unless_fallback_is_allowed() {
+    // This test binary is built without the `cuda` feature, so CUDA cannot start.
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "ecg-serve",
+            "--port",
+            "0",
+            "--model-dir",
+            models.to_str().unwrap(),
+            "--execution-provider",
+            "cuda",
+        ];
+        a.extend_from_slice(extra);
+        Config::parse_from(a)
+    };
+    if cfg!(feature = "cuda") {
+        eprintln!("built with `cuda`: the refusal path needs a machine without CUDA; SKIPPED");
+        return;
+    }
+    let refused = serve(args(&[]), async {}, |_| panic!("must not bind")).await;
+    let message = format!("{:#}", refused.unwrap_err());
+    assert!(message.contains("--allow-cpu-fallback"), "{message}");
+    // With the fallback it serves on the CPU and says so.
+    let server = Server::start(&["--execution-provider", "cuda", "--allow-cpu-fallback"]).await;
+    assert_eq!(server.wait_ready().await["provider"], "cpu");
+    server.stop().await;
 }

@@ -34,5 +34,13 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
     tracing::info!(config = %serde_json::to_string(&config)?, api_key = config.api_key.is_some(), "effective configuration");
-    ecg_serve::server::serve(config, ecg_serve::server::shutdown_signal(), |_| {}).await
+    if let Err(e) =
+        ecg_serve::server::serve(config, ecg_serve::server::shutdown_signal(), |_| {}).await
+    {
+        // A start-up failure (port taken, CUDA asked for and unavailable): one clear line.
+        tracing::error!("{e:#}");
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }

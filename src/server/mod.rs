@@ -10,7 +10,7 @@ pub mod routes;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, State};
@@ -29,7 +29,8 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::core::pool::{EnginePool, PoolOptions};
+use crate::core::pool::{EnginePool, PoolOptions, Readiness};
+use crate::engine::Provider;
 pub use config::Config;
 use error::ApiError;
 
@@ -175,6 +176,19 @@ pub async fn serve(
     on_bound: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let pool = start_pool(&config);
+    if config.execution_provider == Provider::Cuda && !config.allow_cpu_fallback {
+        // An explicit CUDA request that cannot start is a start-up failure, not a
+        // service that stays up unready: wait for the load and refuse to serve.
+        loop {
+            match pool.readiness() {
+                Readiness::Loading => tokio::time::sleep(Duration::from_millis(50)).await,
+                Readiness::Failed(reason) => anyhow::bail!(
+                    "--execution-provider cuda cannot start: {reason} (pass --allow-cpu-fallback to run on the CPU instead)"
+                ),
+                Readiness::Ready { .. } => break,
+            }
+        }
+    }
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
