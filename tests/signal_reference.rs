@@ -150,3 +150,34 @@ fn qrs_detector_finds_every_beat_of_record_100() {
         "{row:?}"
     );
 }
+
+/// Record 100's detected beats labelled by its reference annotations: nearly
+/// every beat matched, and the matched classes are the reference's (2239 N,
+/// 33 S, 1 V).
+#[test]
+fn detected_beats_take_the_class_of_their_reference_beat() {
+    use ecg_serve::eval::bxb::label_detections;
+    use ecg_serve::signal::qrs::detect_r_peaks;
+    let (rec, ann) = common::load(&common::fixtures().join("mitdb"), "100");
+    let peaks = detect_r_peaks(&rec.leads[0].samples, rec.sampling_rate);
+    let (labels, cmp) = label_detections(&peaks, &ann, rec.sampling_rate, 0.150);
+    assert_eq!(labels.len(), peaks.len());
+    let count = |c: AamiClass| labels.iter().filter(|l| **l == Some(c)).count();
+    let (n, s, v) = (
+        count(AamiClass::N),
+        count(AamiClass::S),
+        count(AamiClass::V),
+    );
+    eprintln!(
+        "record 100: {} detections, {} matched (N {n}, S {s}, V {v}), {} missed",
+        peaks.len(),
+        cmp.counts.true_positives,
+        cmp.counts.false_negatives
+    );
+    assert!(cmp.counts.sensitivity() > 0.995 && cmp.counts.positive_predictivity() > 0.995);
+    assert!((2230..=2239).contains(&n), "N {n}");
+    assert!((31..=33).contains(&s), "S {s}");
+    assert_eq!(v, 1);
+    let unmatched = labels.iter().filter(|l| l.is_none()).count();
+    assert_eq!(unmatched, cmp.counts.false_positives);
+}

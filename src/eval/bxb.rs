@@ -11,6 +11,7 @@
 use serde::Serialize;
 
 use crate::signal::wfdb::Annotation;
+use crate::signal::AamiClass;
 
 /// Counts of one comparison.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -137,6 +138,36 @@ pub fn compare(
     out.counts.false_negatives += refs.len() - i;
     out.counts.false_positives += dets.len() - j;
     out
+}
+
+/// Labels detected beats by the reference: each detection gets the AAMI class
+/// of the reference beat it matches within `window_s` seconds (bxb's rule), or
+/// `None` when it matches none (a false positive). Ventricular flutter episodes
+/// are left out as in [`compare`]. Detections and annotations are in samples at
+/// the same rate `fs`. The trainer labels the beats it trains on this way, so
+/// training sees the beats serving finds; the comparison gives Se and +P.
+pub fn label_detections(
+    detections: &[usize],
+    annotations: &[Annotation],
+    fs: f64,
+    window_s: f64,
+) -> (Vec<Option<AamiClass>>, Comparison) {
+    let beats: Vec<&Annotation> = annotations.iter().filter(|a| a.is_beat()).collect();
+    let reference: Vec<u64> = beats.iter().map(|a| a.sample).collect();
+    let found: Vec<u64> = detections.iter().map(|&d| d as u64).collect();
+    let window = (window_s * fs).round().max(0.0) as u64;
+    let comparison = compare(
+        &reference,
+        &found,
+        window,
+        0,
+        &excluded_intervals(annotations),
+    );
+    let mut labels = vec![None; detections.len()];
+    for m in &comparison.matches {
+        labels[m.detection] = beats[m.reference].aami();
+    }
+    (labels, comparison)
 }
 
 #[cfg(test)]
