@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use subtle::ConstantTimeEq;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -147,12 +148,28 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn(record_metrics))
         .layer(cors(&state.config.cors_origins))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<Body>| {
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                .on_failure(log_failure),
+        )
         .layer(SetRequestIdLayer::new(request_id, ids))
         .with_state(state)
+}
+
+/// 5xx answers in the logs: a 503 (loading, not ready, timed out) is expected
+/// operation and logs as a warning; anything else is our bug and logs as an error.
+fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let ms = latency.as_secs_f64() * 1e3;
+    match class {
+        ServerErrorsFailureClass::StatusCode(code) if code == 503 => {
+            tracing::warn!(status = %code, latency_ms = ms, "service unavailable")
+        }
+        other => tracing::error!(failure = %other, latency_ms = ms, "response failed"),
+    }
 }
 
 /// Starts the engine pool for `config`.
