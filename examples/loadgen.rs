@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use ecg_serve::signal::wfdb::{checksum, Format};
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]
@@ -65,16 +66,11 @@ struct Variant {
 /// the header's sample count and checksums made to match.
 fn variant(name: &str, hea: &str, dat: &[u8], n: usize) -> Variant {
     // 212 packs one frame (a sample of each of the two signals) in 3 bytes.
-    let mut sums = [0i64; 2];
     let bytes = n * 3;
-    for frame in dat[..bytes].chunks_exact(3) {
-        let (b0, b1, b2) = (frame[0] as i64, frame[1] as i64, frame[2] as i64);
-        let a = b0 | ((b1 & 0x0f) << 8);
-        let b = b2 | ((b1 & 0xf0) << 4);
-        for (k, v) in [a, b].into_iter().enumerate() {
-            sums[k] += if v >= 2048 { v - 4096 } else { v };
-        }
-    }
+    let adc = Format::F212.decode(&dat[..bytes], 2 * n);
+    let sums: Vec<u16> = (0..2)
+        .map(|k| checksum(&adc[k..].iter().step_by(2).copied().collect::<Vec<_>>()))
+        .collect();
     let mut lines = hea.lines();
     let first: Vec<&str> = lines
         .next()
@@ -86,7 +82,7 @@ fn variant(name: &str, hea: &str, dat: &[u8], n: usize) -> Variant {
         let mut f: Vec<String> = line.split_whitespace().map(String::from).collect();
         if f.len() >= 7 && k < 2 {
             f[0] = format!("{name}.dat");
-            f[6] = (sums[k].rem_euclid(65536) as u16 as i16).to_string();
+            f[6] = (sums[k] as i16).to_string();
         }
         out.push_str(&f.join(" "));
         out.push('\n');

@@ -93,19 +93,17 @@ if [ "$what" = all ] || [ "$what" = model ]; then
   dir=$(mktemp -d)
   cp models/ecg-segment.json models/ecg-segment.onnx "$dir/"
   printf 'garbage' | dd of="$dir/ecg-segment.onnx" bs=1 seek=1000 conv=notrunc status=none
-  start_server --model-dir "$dir"; sleep 2
-  body=$(curl -sS "$url/health/ready"); code=$(curl -s -o /dev/null -w '%{http_code}' "$url/health/ready")
-  kill -0 "$pid" || { say "the server died on a corrupt model"; exit 1; }
-  [ "$code" = 503 ] || { say "corrupt model: /health/ready answered $code"; exit 1; }
-  say "corrupt model: still up, /health/ready 503 $body"
-  stop_server
+  not_ready_with_reason() { # what was done to the model
+    start_server --model-dir "$dir"; sleep 2
+    body=$(curl -sS "$url/health/ready"); code=$(curl -s -o /dev/null -w '%{http_code}' "$url/health/ready")
+    kill -0 "$pid" || { say "the server died on a $1 model"; exit 1; }
+    [ "$code" = 503 ] || { say "$1 model: /health/ready answered $code"; exit 1; }
+    say "$1 model: still up, /health/ready 503 $body"
+    stop_server
+  }
+  not_ready_with_reason corrupt
   rm "$dir/ecg-segment.onnx"
-  start_server --model-dir "$dir"; sleep 2
-  body=$(curl -sS "$url/health/ready"); code=$(curl -s -o /dev/null -w '%{http_code}' "$url/health/ready")
-  kill -0 "$pid" || { say "the server died on a missing model"; exit 1; }
-  [ "$code" = 503 ] || { say "missing model: /health/ready answered $code"; exit 1; }
-  say "missing model: still up, /health/ready 503 $body"
-  stop_server
+  not_ready_with_reason missing
   rm -rf "$dir"
 fi
 say "done"

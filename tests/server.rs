@@ -5,13 +5,12 @@
 
 mod common;
 
-use common::server::{file, fixture, post, wfdb_form, Server};
+use common::server::{config, file, fixture, post, wfdb_form, Server};
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-use ecg_serve::server::{probe_ready, serve, Config};
+use ecg_serve::server::{probe_ready, serve};
 use ecg_serve::signal::wfdb::{write_record, Format};
 use reqwest::multipart::Form;
 use serde_json::Value;
@@ -379,25 +378,14 @@ fn committed_openapi_document_matches_the_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cuda_that_cannot_start_refuses_to_serve_unless_fallback_is_allowed() {
     // This test binary is built without the `cuda` feature, so CUDA cannot start.
-    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
-    let args = |extra: &[&str]| {
-        let mut a = vec![
-            "ecg-serve",
-            "--port",
-            "0",
-            "--model-dir",
-            models.to_str().unwrap(),
-            "--execution-provider",
-            "cuda",
-        ];
-        a.extend_from_slice(extra);
-        Config::parse_from(a)
-    };
     if cfg!(feature = "cuda") {
         eprintln!("built with `cuda`: the refusal path needs a machine without CUDA; SKIPPED");
         return;
     }
-    let refused = serve(args(&[]), async {}, |_| panic!("must not bind")).await;
+    let refused = serve(config(&["--execution-provider", "cuda"]), async {}, |_| {
+        panic!("must not bind")
+    })
+    .await;
     let message = format!("{:#}", refused.unwrap_err());
     assert!(message.contains("--allow-cpu-fallback"), "{message}");
     // With the fallback it serves on the CPU and says so.

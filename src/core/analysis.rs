@@ -11,7 +11,6 @@ use utoipa::ToSchema;
 
 use crate::engine::ModelOutputs;
 use crate::model::ModelCard;
-use crate::signal::qrs::detect_r_peaks;
 use crate::signal::{Recording, SignalError};
 
 /// Why a recording cannot be analysed.
@@ -149,9 +148,9 @@ pub struct PredictResponse {
 #[derive(Debug)]
 pub struct PreparedRequest {
     pub record: RecordInfo,
-    /// The chosen lead at its own rate, for [`find_beats`] (taken by it).
+    /// The chosen lead at its own rate, for [`detect_r_peaks`](crate::signal::qrs::detect_r_peaks) (taken by it).
     pub lead: Vec<f64>,
-    /// R peaks at the record's own rate; empty until [`find_beats`] fills it.
+    /// R peaks at the record's own rate; empty until [`detect_r_peaks`](crate::signal::qrs::detect_r_peaks) fills it.
     pub beats: Vec<usize>,
     pub windows: Vec<f32>,
     pub starts: Vec<usize>,
@@ -163,7 +162,7 @@ pub struct PreparedRequest {
 pub const PLOT_RATE_HZ: f64 = 90.0;
 
 /// Picks the lead and prepares the card's windows; beats come separately from
-/// [`find_beats`], so that they can be found while the model runs.
+/// [`detect_r_peaks`](crate::signal::qrs::detect_r_peaks), so that they can be found while the model runs.
 pub fn prepare(
     mut rec: Recording,
     source: &str,
@@ -216,11 +215,6 @@ pub fn prepare(
         filtered: prepared.filtered,
         warnings,
     })
-}
-
-/// The R peaks of `lead` (sampled at `fs`), at that rate.
-pub fn find_beats(lead: &[f64], fs: f64) -> Vec<usize> {
-    detect_r_peaks(lead, fs)
 }
 
 /// The response for `prep` given the model's `outputs`.

@@ -249,7 +249,7 @@ pub async fn shutdown_signal() {
 pub fn probe_ready(addr: &str) -> Result<(), String> {
     use std::io::{Read, Write};
     use std::net::{TcpStream, ToSocketAddrs};
-    let timeout = std::time::Duration::from_secs(3);
+    let timeout = Duration::from_secs(3);
     let socket = addr
         .to_socket_addrs()
         .map_err(|e| format!("{addr}: {e}"))?

@@ -15,10 +15,11 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::core::analysis::{assemble, find_beats, prepare, PredictResponse, Timing};
+use crate::core::analysis::{assemble, prepare, PredictResponse, Timing};
 use crate::core::pool::{Admission, Readiness};
 use crate::core::upload::{decode, PredictParams, UploadPart};
 use crate::model::ModelCard;
+use crate::signal::qrs::detect_r_peaks;
 
 /// The multipart form of `/predict` (file pickers in Swagger UI).
 #[derive(ToSchema)]
@@ -173,7 +174,7 @@ pub async fn predict(
         let fs = prepared.record.sampling_rate_hz;
         let beats = tokio::task::spawn_blocking(move || {
             let t = Instant::now();
-            (find_beats(&lead, fs), ms(t.elapsed()))
+            (detect_r_peaks(&lead, fs), ms(t.elapsed()))
         });
         let result = reply
             .await

@@ -18,25 +18,30 @@ pub struct Server {
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// The test server's configuration: port 0, the committed model (or
+/// ECG_TEST_MODEL_DIR / ECG_TEST_MODEL), then `extra` flags.
+pub fn config(extra: &[&str]) -> Config {
+    let models = std::env::var("ECG_TEST_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let model = std::env::var("ECG_TEST_MODEL").unwrap_or_else(|_| "ecg-segment".into());
+    let mut args = vec![
+        "ecg-serve",
+        "--port",
+        "0",
+        "--model-dir",
+        models.to_str().unwrap(),
+    ];
+    if !extra.contains(&"--model") {
+        args.extend(["--model", model.as_str()]);
+    }
+    args.extend_from_slice(extra);
+    Config::parse_from(args)
+}
+
 impl Server {
     pub async fn start(extra: &[&str]) -> Server {
-        // ECG_TEST_MODEL_DIR / ECG_TEST_MODEL point the tests at another model.
-        let models = std::env::var("ECG_TEST_MODEL_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
-        let model = std::env::var("ECG_TEST_MODEL").unwrap_or_else(|_| "ecg-segment".into());
-        let mut args = vec![
-            "ecg-serve",
-            "--port",
-            "0",
-            "--model-dir",
-            models.to_str().unwrap(),
-        ];
-        if !extra.contains(&"--model") {
-            args.extend(["--model", model.as_str()]);
-        }
-        args.extend_from_slice(extra);
-        let config = Config::parse_from(args);
+        let config = config(extra);
         let (stop, stopped) = oneshot::channel::<()>();
         let (bound_tx, bound_rx) = oneshot::channel();
         let done = tokio::spawn(serve(
