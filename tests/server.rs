@@ -97,6 +97,125 @@ async fn record_100_as_wfdb_and_as_csv_give_the_same_labels() {
     server.stop().await;
 }
 
+/// Issue 5's serving: every beat labelled, counts and burden, the reference
+/// comparison against the uploaded `.atr`, the CSV beat table, beat attention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beats_are_labelled_compared_with_the_reference_and_served_as_csv() {
+    let server = Server::start(&[]).await;
+    server.wait_ready().await;
+    let form = wfdb_form(fixture("100.hea"), fixture("100.dat"))
+        .part("atr", file(fixture("100.atr"), "100.atr"));
+    let (status, v) = post(&server, "?include=beat_attention", form).await;
+    assert_eq!(status, 200, "{v}");
+    let beats = v["beats"].as_array().unwrap();
+    let counts = &v["summary"]["beat_counts"];
+    let total: u64 = ["N", "S", "V", "F", "Q"]
+        .iter()
+        .map(|c| counts[c].as_u64().unwrap())
+        .sum();
+    assert_eq!(total as usize, beats.len(), "{counts}");
+    // Record 100: 2239 N, 33 S, 1 V in the reference; the model must find mostly N.
+    assert!(counts["N"].as_u64().unwrap() > 2150, "{counts}");
+    let burden = v["summary"]["ectopic_burden"].as_f64().unwrap();
+    let s_v = counts["S"].as_u64().unwrap() + counts["V"].as_u64().unwrap();
+    assert!((burden - 100.0 * s_v as f64 / beats.len() as f64).abs() < 1e-9);
+    for b in beats {
+        let p = &b["probabilities"];
+        let sum: f64 = ["N", "S", "V", "F", "Q"]
+            .iter()
+            .map(|c| p[c].as_f64().unwrap())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-3, "{b}");
+        let label = b["label"].as_str().unwrap();
+        let best = ["N", "S", "V", "F", "Q"]
+            .iter()
+            .max_by(|a, c| {
+                p[**a]
+                    .as_f64()
+                    .unwrap()
+                    .total_cmp(&p[**c].as_f64().unwrap())
+            })
+            .unwrap();
+        assert_eq!(label, *best, "{b}");
+        let w = b["attention"]["weights"].as_array().unwrap();
+        assert_eq!(w.len(), 21, "{b}");
+    }
+    assert_eq!(v["beat_model"]["name"], "ecg-beat");
+    let r = &v["reference"];
+    assert_eq!(r["reference_beats"], 2273, "{r}");
+    assert!(r["sensitivity"].as_f64().unwrap() > 0.995, "{r}");
+    assert!(r["positive_predictivity"].as_f64().unwrap() > 0.995, "{r}");
+    let confusion = r["classification"]["confusion"].as_array().unwrap();
+    let matched: u64 = confusion
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .map(|x| x.as_u64().unwrap())
+        .sum();
+    assert_eq!(matched, r["true_positives"].as_u64().unwrap());
+    assert_eq!(
+        confusion[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .sum::<u64>(),
+        2239,
+        "reference N row"
+    );
+
+    // Without include=beat_attention the beats carry no attention; no atr, no reference.
+    let (_, plain) = post(
+        &server,
+        "",
+        wfdb_form(fixture("100.hea"), fixture("100.dat")),
+    )
+    .await;
+    assert!(plain["beats"][0].get("attention").is_none());
+    assert!(plain.get("reference").is_none());
+    assert_eq!(plain["beats"][0]["label"], v["beats"][0]["label"]);
+
+    // The beat table as CSV, by query and by Accept header.
+    for (query, accept) in [("?format=csv", "*/*"), ("", "text/csv")] {
+        let r = reqwest::Client::new()
+            .post(server.url(&format!("/predict{query}")))
+            .header("accept", accept)
+            .multipart(wfdb_form(fixture("100.hea"), fixture("100.dat")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv"));
+        let text = r.text().await.unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "sample,time_s,label,p_N,p_S,p_V,p_F,p_Q"
+        );
+        let first: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(first[0], plain["beats"][0]["sample"].to_string());
+        assert_eq!(first[2], plain["beats"][0]["label"].as_str().unwrap());
+        assert_eq!(text.lines().count(), beats.len() + 1);
+    }
+    // Unknown include parts and answer formats are named in a 400.
+    for (query, field) in [
+        ("?include=everything", "include"),
+        ("?format=xml", "format"),
+    ] {
+        let (status, body) = post(
+            &server,
+            query,
+            wfdb_form(fixture("100.hea"), fixture("100.dat")),
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["detail"]["field"], field, "{body}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn formats_212_and_16_agree_and_resampled_input_mostly_agrees() {
     let server = Server::start(&[]).await;

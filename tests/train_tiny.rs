@@ -7,7 +7,7 @@ mod common;
 
 use ecg_serve::model::Preprocessing;
 use ecg_serve::train::data::record_windows;
-use ecg_serve::train::model::SegmentNetConfig;
+use ecg_serve::train::model::AttentionNetConfig;
 use ecg_serve::train::onnx;
 use ecg_serve::train::segment::PARITY_TOLERANCE;
 use ecg_serve::train::training::{check_parity, train, TrainingConfig};
@@ -19,7 +19,7 @@ fn one_epoch_trains_exports_and_matches_onnx_runtime() {
     assert_eq!(set.len(), 361);
     let train_set = set.subset(&(0..24).collect::<Vec<_>>());
     let val_set = set.subset(&(100..116).collect::<Vec<_>>());
-    let mut cfg = TrainingConfig::new(SegmentNetConfig::new())
+    let mut cfg = TrainingConfig::new(AttentionNetConfig::new())
         .with_max_epochs(1)
         .with_batch_size(8);
     let log = std::env::temp_dir().join(format!("ecg-train-tiny-{}.jsonl", std::process::id()));
@@ -31,6 +31,56 @@ fn one_epoch_trains_exports_and_matches_onnx_runtime() {
     let bytes = onnx::export(&trained.net, &cfg.model, "tiny", "0.0.0");
     let parity = check_parity(&trained.net, &bytes, &val_set, 16).unwrap();
     eprintln!("tiny model parity: {parity:?}");
+    assert!(parity.max_abs_diff_logits < PARITY_TOLERANCE, "{parity:?}");
+    assert!(
+        parity.max_abs_diff_attention < PARITY_TOLERANCE,
+        "{parity:?}"
+    );
+}
+
+/// The beat model's path: detected beats of record 100 labelled by the
+/// reference, RR features as the second input, one epoch, export with the
+/// `features` input and Concat, parity through ONNX Runtime.
+#[test]
+fn beat_model_trains_on_detected_beats_and_matches_onnx_runtime() {
+    use ecg_serve::train::beat::record_beats;
+    use ecg_serve::train::training::Selection;
+    let (rec, ann) = common::load(&common::fixtures().join("mitdb"), "100");
+    let prep = Preprocessing::mitdb_beat();
+    let (set, detection) = record_beats(&rec, &ann, &prep).unwrap();
+    // Record 100: 2273 reference beats, all found; 2239 N, 33 S, 1 V.
+    assert_eq!(detection.true_positives, 2273, "{detection:?}");
+    assert_eq!(set.len(), 2273);
+    assert_eq!(set.class_counts(5), vec![2239, 33, 1, 0, 0]);
+    assert_eq!((set.window_len, set.channels, set.n_features), (504, 2, 9));
+    let s_beats: Vec<usize> = (0..set.len()).filter(|&i| set.labels[i] == 1).collect();
+    let mut idx: Vec<usize> = (0..40).collect();
+    idx.extend(&s_beats[..8]);
+    let train_set = set.subset(&idx);
+    let val_set = set.subset(
+        &(1000..1032)
+            .chain(s_beats[8..16].iter().copied())
+            .collect::<Vec<_>>(),
+    );
+    let net = AttentionNetConfig::beat(2, 252, 9);
+    assert_eq!(net.tokens(), 21);
+    let mut cfg = TrainingConfig::new(net)
+        .with_max_epochs(1)
+        .with_batch_size(16)
+        .with_soft_targets(false)
+        .with_selection(Selection::MacroF1)
+        .with_max_class_weight(20.0);
+    let log = std::env::temp_dir().join(format!("ecg-train-beat-{}.jsonl", std::process::id()));
+    let trained = train(&mut cfg, &train_set, &val_set, &log).unwrap();
+    assert_eq!(cfg.class_weights.len(), 5);
+    assert!(
+        cfg.class_weights[1] > cfg.class_weights[0],
+        "{:?}",
+        cfg.class_weights
+    );
+    let bytes = onnx::export(&trained.net, &cfg.model, "tiny-beat", "0.0.0");
+    let parity = check_parity(&trained.net, &bytes, &val_set, 40).unwrap();
+    eprintln!("tiny beat model parity: {parity:?}");
     assert!(parity.max_abs_diff_logits < PARITY_TOLERANCE, "{parity:?}");
     assert!(
         parity.max_abs_diff_attention < PARITY_TOLERANCE,

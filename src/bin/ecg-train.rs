@@ -1,17 +1,20 @@
-//! `ecg-train`: train the segment model on MIT-BIH, export it to ONNX, evaluate it.
+//! `ecg-train`: train the segment and beat models on MIT-BIH, export them to ONNX, evaluate them.
 //!
 //! ```text
 //! ecg-train segment --db ../shared/data/mitdb --out models/
+//! ecg-train beat --db ../shared/data/mitdb --out models/
 //! ecg-train evaluate --model models/ecg-segment.onnx --db ../shared/data/mitdb
 //! ```
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
-use ecg_serve::train::data::DEFAULT_VALIDATION;
-use ecg_serve::train::model::SegmentNetConfig;
-use ecg_serve::train::segment::{self, SegmentOptions, SplitKind};
-use ecg_serve::train::training::TrainingConfig;
+use clap::{Args, Parser, Subcommand};
+use ecg_serve::model::Preprocessing;
+use ecg_serve::train::beat;
+use ecg_serve::train::data::{BEAT_VALIDATION, DEFAULT_VALIDATION};
+use ecg_serve::train::model::AttentionNetConfig;
+use ecg_serve::train::segment::{self, SplitKind, TrainOptions};
+use ecg_serve::train::training::{Selection, TrainingConfig};
 
 #[derive(Parser)]
 #[command(version, about = "Train, export and evaluate ecg-serve's models")]
@@ -20,58 +23,115 @@ struct Cli {
     command: Command,
 }
 
+/// Options both trainers share.
+#[derive(Args)]
+struct Common {
+    /// Folder of MIT-BIH records (.hea, .dat, .atr).
+    #[arg(long, env = "ECG_DB", default_value = "../shared/data/mitdb")]
+    db: PathBuf,
+    /// Output folder for <name>.onnx, <name>.json (card), metrics log and report.
+    #[arg(long, default_value = "models")]
+    out: PathBuf,
+    #[arg(long, default_value = "1.0.0")]
+    version: String,
+    /// inter-patient (DS1 -> DS2) or random (examples pooled; reported as such).
+    #[arg(long, value_enum, default_value = "inter-patient")]
+    split: SplitKind,
+    /// DS1 records held out of training for early stopping (default: segment
+    /// 101,124,209,223; beat 101,124,220,223).
+    #[arg(long, value_delimiter = ',')]
+    val_records: Vec<String>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Epochs without a better validation score before stopping.
+    #[arg(long, default_value_t = 4)]
+    patience: usize,
+    /// Multiply the learning rate by this after every epoch.
+    #[arg(long, default_value_t = 0.85)]
+    lr_decay: f64,
+    /// Gaussian noise (z-score units) added to training windows; 0 = none.
+    #[arg(long, default_value_t = 0.05)]
+    noise_std: f64,
+    /// Leave out the sinusoidal position code before the attention.
+    #[arg(long)]
+    no_position_code: bool,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Use at most this many examples per set (for quick checks; not for a real model).
+    #[arg(long)]
+    max_windows: Option<usize>,
+}
+
+impl Common {
+    fn options(
+        self,
+        name: String,
+        net: AttentionNetConfig,
+        epochs: usize,
+        default_validation: &[&str],
+    ) -> TrainOptions {
+        let validation_records = if self.val_records.is_empty() {
+            default_validation.iter().map(|s| s.to_string()).collect()
+        } else {
+            self.val_records
+        };
+        let training = TrainingConfig::new(net.with_position_code(!self.no_position_code))
+            .with_max_epochs(epochs)
+            .with_batch_size(self.batch_size)
+            .with_learning_rate(self.lr)
+            .with_patience(self.patience)
+            .with_lr_decay(self.lr_decay)
+            .with_noise_std(self.noise_std)
+            .with_seed(self.seed);
+        TrainOptions {
+            db: self.db,
+            out: self.out,
+            name,
+            version: self.version,
+            split: self.split,
+            validation_records,
+            training,
+            max_windows: self.max_windows,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train the 10 s segment model (Normal / Abnormal), export ONNX + model card, evaluate.
     Segment {
-        /// Folder of MIT-BIH records (.hea, .dat, .atr).
-        #[arg(long, env = "ECG_DB", default_value = "../shared/data/mitdb")]
-        db: PathBuf,
-        /// Output folder for <name>.onnx, <name>.json (card), metrics log and report.
-        #[arg(long, default_value = "models")]
-        out: PathBuf,
+        #[command(flatten)]
+        common: Common,
         #[arg(long, default_value = "ecg-segment")]
         name: String,
-        #[arg(long, default_value = "1.0.0")]
-        version: String,
-        /// inter-patient (DS1 -> DS2) or random (windows pooled; reported as such).
-        #[arg(long, value_enum, default_value = "inter-patient")]
-        split: SplitKind,
-        /// DS1 records held out of training for early stopping.
-        #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_VALIDATION.map(String::from))]
-        val_records: Vec<String>,
         #[arg(long, default_value_t = 12)]
         epochs: usize,
-        #[arg(long, default_value_t = 32)]
-        batch_size: usize,
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        /// Epochs without a better validation ROC AUC before stopping.
-        #[arg(long, default_value_t = 4)]
-        patience: usize,
-        /// Multiply the learning rate by this after every epoch.
-        #[arg(long, default_value_t = 0.85)]
-        lr_decay: f64,
-        /// Gaussian noise (z-score units) added to training windows; 0 = none.
-        #[arg(long, default_value_t = 0.05)]
-        noise_std: f64,
         /// Train on the 0/1 labels instead of soft targets (the non-N beat fraction).
         #[arg(long)]
         hard_targets: bool,
-        /// Leave out the sinusoidal position code before the attention.
-        #[arg(long)]
-        no_position_code: bool,
         /// Hop between training windows (samples); serving uses the card's 1800.
         #[arg(long, default_value_t = 900)]
         train_hop: usize,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
         /// Abnormal when the non-N fraction of a window's beats exceeds this.
         #[arg(long, default_value_t = 0.5)]
         abnormal_fraction: f64,
-        /// Use at most this many windows per set (for quick checks; not for a real model).
-        #[arg(long)]
-        max_windows: Option<usize>,
+    },
+    /// Train the beat model (AAMI N, S, V, F, Q per detected beat), export, evaluate.
+    Beat {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value = "ecg-beat")]
+        name: String,
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        /// Class weights are (inverse class frequency) ^ this: 1 full, 0 none.
+        #[arg(long, default_value_t = 0.5)]
+        class_weight_power: f64,
+        /// Cap on any class weight (Q has a handful of DS1 beats).
+        #[arg(long, default_value_t = 10.0)]
+        max_class_weight: f64,
     },
     /// Measure a trained model (ONNX Runtime) on its card's test records.
     Evaluate {
@@ -92,48 +152,41 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Segment {
-            db,
-            out,
+            common,
             name,
-            version,
-            split,
-            val_records,
             epochs,
-            batch_size,
-            lr,
-            patience,
-            lr_decay,
-            noise_std,
             hard_targets,
-            no_position_code,
             train_hop,
-            seed,
             abnormal_fraction,
-            max_windows,
         } => {
-            let net = SegmentNetConfig::new().with_position_code(!no_position_code);
-            let training = TrainingConfig::new(net)
-                .with_max_epochs(epochs)
-                .with_batch_size(batch_size)
-                .with_learning_rate(lr)
-                .with_patience(patience)
-                .with_lr_decay(lr_decay)
-                .with_noise_std(noise_std)
+            let mut opts =
+                common.options(name, AttentionNetConfig::new(), epochs, &DEFAULT_VALIDATION);
+            opts.training = opts
+                .training
                 .with_soft_targets(!hard_targets)
-                .with_seed(seed)
                 .with_abnormal_fraction(abnormal_fraction)
                 .with_train_hop(train_hop);
-            let opts = SegmentOptions {
-                db,
-                out,
-                name,
-                version,
-                split,
-                validation_records: val_records,
-                training,
-                max_windows,
-            };
             segment::run(&opts)?;
+        }
+        Command::Beat {
+            common,
+            name,
+            epochs,
+            class_weight_power,
+            max_class_weight,
+        } => {
+            let prep = Preprocessing::mitdb_beat();
+            let features = prep.beat.as_ref().map_or(0, |b| b.features.len());
+            let net =
+                AttentionNetConfig::beat(prep.input_channels(), prep.window_samples, features);
+            let mut opts = common.options(name, net, epochs, &BEAT_VALIDATION);
+            opts.training = opts
+                .training
+                .with_soft_targets(false)
+                .with_selection(Selection::MacroF1)
+                .with_class_weight_power(class_weight_power)
+                .with_max_class_weight(max_class_weight);
+            beat::run(&opts)?;
         }
         Command::Evaluate {
             model,

@@ -10,8 +10,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::engine::ModelOutputs;
+use crate::eval::bxb::label_detections;
+use crate::eval::classes::MultiReport;
 use crate::model::ModelCard;
-use crate::signal::{Recording, SignalError};
+use crate::signal::wfdb::Annotation;
+use crate::signal::{AamiClass, Recording, SignalError};
 
 /// Why a recording cannot be analysed.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,14 @@ pub struct Summary {
     pub heart_rate_bpm: Option<f64>,
     #[schema(example = 2273)]
     pub beats: usize,
+    /// Beats per AAMI class (N, S, V, F, Q) by the beat model; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!({"N": 2239, "S": 33, "V": 1, "F": 0, "Q": 0}))]
+    pub beat_counts: Option<BTreeMap<String, usize>>,
+    /// Percentage of beats that are S or V (ectopic beats); absent without a beat model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 1.5)]
+    pub ectopic_burden: Option<f64>,
 }
 
 /// Where the model looked in one segment.
@@ -100,7 +111,7 @@ pub struct Segment {
     pub attention: Attention,
 }
 
-/// One detected R peak.
+/// One detected R peak, with its AAMI class when the beat model ran.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Beat {
     /// Sample index at the uploaded record's own sampling rate.
@@ -108,6 +119,54 @@ pub struct Beat {
     pub sample: usize,
     #[schema(example = 0.214)]
     pub time_s: f64,
+    /// AAMI class: N (normal, bundle branch block), S (supraventricular ectopic),
+    /// V (ventricular ectopic), F (fusion), Q (paced or unclassifiable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "N")]
+    pub label: Option<String>,
+    /// Probability of each class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probabilities: Option<BTreeMap<String, f32>>,
+    /// Where the beat model looked (`include=beat_attention`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attention: Option<BeatAttention>,
+}
+
+/// Attention over one beat's window.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BeatAttention {
+    /// Seconds of the window's first sample in the record (0.25 s before the peak).
+    #[schema(example = -0.036)]
+    pub start_s: f64,
+    /// Seconds per token.
+    #[schema(example = 0.0333)]
+    pub token_s: f64,
+    /// Attention each token receives (sums to 1).
+    pub weights: Vec<f32>,
+}
+
+/// The upload's own annotations (part `atr`) against our beats.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Reference {
+    /// A detection matches a reference beat at most this far away (WFDB `bxb`).
+    #[schema(example = 0.15)]
+    pub match_window_s: f64,
+    /// Reference beats scored (outside ventricular flutter episodes).
+    #[schema(example = 2273)]
+    pub reference_beats: usize,
+    pub true_positives: usize,
+    pub false_positives: usize,
+    pub false_negatives: usize,
+    /// Detection sensitivity TP / (TP + FN).
+    #[schema(example = 1.0)]
+    pub sensitivity: f64,
+    /// Detection positive predictivity TP / (TP + FP).
+    #[schema(example = 1.0)]
+    pub positive_predictivity: f64,
+    /// Matched beats: reference AAMI class (rows) against ours (columns), with
+    /// Se, +P and F1 per class; absent without a beat model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<MultiReport>,
 }
 
 /// Time spent in each stage, in milliseconds.
@@ -119,6 +178,8 @@ pub struct Timing {
     pub beats: f64,
     pub queue: f64,
     pub inference: f64,
+    /// The beat model's queue wait and inference (0 without a beat model).
+    pub beat_inference: f64,
     pub total: f64,
 }
 
@@ -142,6 +203,12 @@ pub struct PredictResponse {
     pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal: Option<SignalPlot>,
+    /// The uploaded annotations compared with our beats (when a part `atr` came).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Reference>,
+    /// The beat model that labelled the beats, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beat_model: Option<ModelInfo>,
 }
 
 /// A recording made ready for the model.
@@ -156,10 +223,12 @@ pub struct PreparedRequest {
     pub starts: Vec<usize>,
     pub filtered: Vec<f64>,
     pub warnings: Vec<String>,
+    /// The upload's reference annotations (part `atr`), at the record's own rate.
+    pub annotations: Option<Vec<Annotation>>,
 }
 
 /// Largest plotting rate for `include=signal`.
-pub const PLOT_RATE_HZ: f64 = 90.0;
+pub const PLOT_RATE_HZ: f64 = 180.0;
 
 /// Picks the lead and prepares the card's windows; beats come separately from
 /// [`detect_r_peaks`](crate::signal::qrs::detect_r_peaks), so that they can be found while the model runs.
@@ -214,15 +283,122 @@ pub fn prepare(
         starts: prepared.starts,
         filtered: prepared.filtered,
         warnings,
+        annotations: None,
     })
 }
 
-/// The response for `prep` given the model's `outputs`.
+/// The beat model's answer for every detected beat.
+pub struct BeatOutputs<'a> {
+    pub outputs: &'a ModelOutputs,
+    pub card: &'a ModelCard,
+}
+
+/// Optional parts of the answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Include {
+    pub signal: bool,
+    pub beat_attention: bool,
+}
+
+fn model_info(card: &ModelCard) -> ModelInfo {
+    ModelInfo {
+        name: card.name.clone(),
+        version: card.version.clone(),
+        sha256: card.sha256.clone(),
+    }
+}
+
+/// The beats at `peaks` (record rate `fs`), labelled by `beat` when it ran.
+fn beats(peaks: &[usize], fs: f64, beat: Option<&BeatOutputs>, include: Include) -> Vec<Beat> {
+    peaks
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let labelled = beat.filter(|b| i * b.outputs.classes < b.outputs.logits.len());
+            let probs = labelled.map(|b| b.outputs.probabilities(i));
+            let label = labelled.zip(probs.as_ref()).and_then(|(b, p)| {
+                let k = (0..p.len()).max_by(|&x, &y| p[x].total_cmp(&p[y]))?;
+                b.card.labels.get(k).cloned()
+            });
+            let attention = labelled.filter(|_| include.beat_attention).map(|b| {
+                let pre = &b.card.preprocessing;
+                let before = pre.beat.as_ref().map_or(0, |w| w.before_samples);
+                BeatAttention {
+                    start_s: s as f64 / fs - before as f64 / pre.sample_rate_hz,
+                    token_s: b.card.attention.token_s,
+                    weights: b.outputs.attention_row(i).to_vec(),
+                }
+            });
+            Beat {
+                sample: s,
+                time_s: s as f64 / fs,
+                probabilities: labelled
+                    .zip(probs)
+                    .map(|(b, p)| b.card.labels.iter().cloned().zip(p).collect()),
+                label,
+                attention,
+            }
+        })
+        .collect()
+}
+
+/// Beats per class and the percentage that are S or V.
+fn beat_counts(beats: &[Beat]) -> (BTreeMap<String, usize>, f64) {
+    let mut counts: BTreeMap<String, usize> = AamiClass::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), 0))
+        .collect();
+    for label in beats.iter().filter_map(|b| b.label.as_ref()) {
+        *counts.entry(label.clone()).or_default() += 1;
+    }
+    let ectopic = counts.get("S").copied().unwrap_or(0) + counts.get("V").copied().unwrap_or(0);
+    let burden = 100.0 * ectopic as f64 / beats.len().max(1) as f64;
+    (counts, burden)
+}
+
+/// Our beats against the upload's annotations: detection by bxb's 150 ms rule,
+/// and for matched beats the reference class against ours.
+pub fn reference(annotations: &[Annotation], beats: &[Beat], fs: f64) -> Reference {
+    let peaks: Vec<usize> = beats.iter().map(|b| b.sample).collect();
+    let window_s = 0.15;
+    let (classes, comparison) = label_detections(&peaks, annotations, fs, window_s);
+    let names: Vec<&str> = AamiClass::ALL.iter().map(|c| c.as_str()).collect();
+    let labelled = beats.iter().any(|b| b.label.is_some());
+    let classification = labelled.then(|| {
+        let (mut truth, mut ours) = (Vec::new(), Vec::new());
+        for (class, beat) in classes.iter().zip(beats) {
+            let predicted = beat
+                .label
+                .as_deref()
+                .and_then(|l| names.iter().position(|n| *n == l));
+            if let (Some(c), Some(p)) = (class, predicted) {
+                truth.push(c.index() as u8);
+                ours.push(p as u8);
+            }
+        }
+        MultiReport::new(&ours, &truth, &names)
+    });
+    let c = comparison.counts;
+    Reference {
+        match_window_s: window_s,
+        reference_beats: c.true_positives + c.false_negatives,
+        true_positives: c.true_positives,
+        false_positives: c.false_positives,
+        false_negatives: c.false_negatives,
+        sensitivity: c.sensitivity(),
+        positive_predictivity: c.positive_predictivity(),
+        classification,
+    }
+}
+
+/// The response for `prep` given the segment model's `outputs` and, when a
+/// beat model ran, its outputs for `prep.beats`.
 pub fn assemble(
     prep: PreparedRequest,
     outputs: &ModelOutputs,
+    beat: Option<BeatOutputs>,
     card: &ModelCard,
-    include_signal: bool,
+    include: Include,
     timing: Timing,
 ) -> PredictResponse {
     let rate = card.preprocessing.sample_rate_hz;
@@ -270,7 +446,11 @@ pub fn assemble(
         }
         _ => None,
     };
+    let beats = beats(&prep.beats, fs, beat.as_ref(), include);
+    let counted = beat.as_ref().map(|_| beat_counts(&beats));
     let summary = Summary {
+        beat_counts: counted.as_ref().map(|c| c.0.clone()),
+        ectopic_burden: counted.map(|c| c.1),
         label: if abnormal > 0 {
             card.decision.positive_label.clone()
         } else {
@@ -282,7 +462,7 @@ pub fn assemble(
         heart_rate_bpm,
         beats: prep.beats.len(),
     };
-    let signal = include_signal.then(|| {
+    let signal = include.signal.then(|| {
         let step = (rate / PLOT_RATE_HZ).ceil().max(1.0) as usize;
         SignalPlot {
             sampling_rate_hz: rate / step as f64,
@@ -295,24 +475,58 @@ pub fn assemble(
         }
     });
     PredictResponse {
-        model: ModelInfo {
-            name: card.name.clone(),
-            version: card.version.clone(),
-            sha256: card.sha256.clone(),
-        },
+        model: model_info(card),
         summary,
         segments,
-        beats: prep
-            .beats
-            .iter()
-            .map(|&s| Beat {
-                sample: s,
-                time_s: s as f64 / fs,
-            })
-            .collect(),
+        reference: prep.annotations.as_ref().map(|a| reference(a, &beats, fs)),
+        beat_model: beat.as_ref().map(|b| model_info(b.card)),
+        beats,
         record: prep.record,
         timing_ms: timing,
         warnings: prep.warnings,
         signal,
     }
+}
+
+/// The beat table of `response` as CSV: `sample,time_s` and, when the beat
+/// model ran, `label` and one `p_<class>` column per class.
+pub fn beats_csv(response: &PredictResponse) -> Result<String, csv::Error> {
+    let classes: Vec<String> = response
+        .beats
+        .iter()
+        .find_map(|b| b.probabilities.as_ref())
+        .map(|p| {
+            // AAMI order (N, S, V, F, Q) first, any other label after.
+            let mut keys: Vec<String> = p.keys().cloned().collect();
+            keys.sort_by_key(|k| {
+                AamiClass::ALL
+                    .iter()
+                    .position(|c| c.as_str() == k)
+                    .unwrap_or(usize::MAX)
+            });
+            keys
+        })
+        .unwrap_or_default();
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["sample".to_string(), "time_s".to_string()];
+    if !classes.is_empty() {
+        header.push("label".into());
+        header.extend(classes.iter().map(|c| format!("p_{c}")));
+    }
+    out.write_record(&header)?;
+    for b in &response.beats {
+        let mut row = vec![b.sample.to_string(), format!("{:.4}", b.time_s)];
+        if !classes.is_empty() {
+            row.push(b.label.clone().unwrap_or_default());
+            row.extend(classes.iter().map(|c| {
+                b.probabilities
+                    .as_ref()
+                    .and_then(|p| p.get(c))
+                    .map_or(String::new(), |v| format!("{v:.4}"))
+            }));
+        }
+        out.write_record(&row)?;
+    }
+    let bytes = out.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

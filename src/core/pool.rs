@@ -64,6 +64,8 @@ pub struct JobResult {
 
 struct Job {
     input: Vec<f32>,
+    /// The beat model's second input (empty for the segment model).
+    features: Vec<f32>,
     batch: usize,
     enqueued: Instant,
     reply: oneshot::Sender<Result<JobResult, EngineError>>,
@@ -196,11 +198,12 @@ impl EnginePool {
             };
             sessions.push(session.map_err(|e| e.to_string())?);
         }
-        let shape_tail = [1, card.preprocessing.window_samples];
-        let warm = vec![0.0f32; card.preprocessing.window_samples];
+        let shape_tail = input_shape(&card);
+        let warm = vec![0.0f32; shape_tail[0] * shape_tail[1]];
+        let warm_features = vec![1.0f32; feature_width(&card)];
         for s in &mut sessions {
             let out = s
-                .run(&warm, 1, &shape_tail)
+                .run(&warm, 1, &shape_tail, &warm_features)
                 .map_err(|e| format!("warm-up inference failed: {e}"))?;
             if out.classes != card.labels.len() || out.tokens != card.attention.tokens {
                 return Err(format!(
@@ -215,7 +218,7 @@ impl EnginePool {
 
     fn work(&self, mut session: OrtModel, rx: Arc<Mutex<Receiver<Job>>>) {
         let tail = match self.card() {
-            Some(c) => [1, c.preprocessing.window_samples],
+            Some(c) => input_shape(&c),
             None => return,
         };
         loop {
@@ -232,7 +235,7 @@ impl EnginePool {
             let started = Instant::now();
             let result = run_chunked(
                 &mut session,
-                &job.input,
+                (&job.input, &job.features),
                 job.batch,
                 &tail,
                 self.options.max_batch,
@@ -275,10 +278,12 @@ impl EnginePool {
         }
     }
 
-    /// Queues `batch` windows (flattened in `input`) for inference.
+    /// Queues `batch` windows (flattened in `input`) and, for a beat model, their
+    /// `features` (flattened; empty otherwise) for inference.
     pub fn submit(
         &self,
         input: Vec<f32>,
+        features: Vec<f32>,
         batch: usize,
     ) -> Result<oneshot::Receiver<Result<JobResult, EngineError>>, PoolError> {
         match self.readiness() {
@@ -291,6 +296,7 @@ impl EnginePool {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             input,
+            features,
             batch,
             enqueued: Instant::now(),
             reply,
@@ -312,20 +318,41 @@ impl EnginePool {
     }
 }
 
-/// Runs `batch` windows in chunks of at most `max_batch` and concatenates the outputs.
+/// `[channels, samples]` of one input window of the card's model.
+fn input_shape(card: &ModelCard) -> [usize; 2] {
+    let p = &card.preprocessing;
+    [p.input_channels(), p.window_samples]
+}
+
+/// Width of the card's `features` input (0 for the segment model).
+fn feature_width(card: &ModelCard) -> usize {
+    card.preprocessing
+        .beat
+        .as_ref()
+        .map_or(0, |b| b.features.len())
+}
+
+/// Runs `batch` windows (and their features) in chunks of at most `max_batch`
+/// and concatenates the outputs.
 fn run_chunked(
     session: &mut OrtModel,
-    input: &[f32],
+    (input, features): (&[f32], &[f32]),
     batch: usize,
     tail: &[usize; 2],
     max_batch: usize,
 ) -> Result<ModelOutputs, EngineError> {
     let per = tail[0] * tail[1];
+    let width = features.len() / batch.max(1);
     let chunk = max_batch.max(1);
     let mut out: Option<ModelOutputs> = None;
     for start in (0..batch).step_by(chunk) {
         let n = chunk.min(batch - start);
-        let part = session.run(&input[start * per..(start + n) * per], n, tail)?;
+        let part = session.run(
+            &input[start * per..(start + n) * per],
+            n,
+            tail,
+            &features[start * width..(start + n) * width],
+        )?;
         match out.as_mut() {
             None => out = Some(part),
             Some(o) => {

@@ -96,21 +96,103 @@ pub struct PredictParams {
     pub fs: Option<f64>,
     /// Lead to analyse, by name (`MLII`, default) or index; falls back to the first lead with a warning.
     pub lead: Option<String>,
-    /// `.dat` alone: WFDB format (212, 16, 80, 61, 24, 310, 311; default 212).
-    pub format: Option<u32>,
+    /// Either the answer's format, `json` (default), `csv` (the beat table; also
+    /// `Accept: text/csv`) or `svg` (a picture of `start_s`..`end_s`), or, for a `.dat` alone, its WFDB format code (212, 16,
+    /// 80, 61, 24, 310, 311; default 212). Codes are numbers, answer formats words.
+    pub format: Option<String>,
     /// `.dat` alone: interleaved channels (default 2).
     pub channels: Option<usize>,
     /// `.dat` alone: ADC units per mV (default 200).
     pub gain: Option<f64>,
     /// `.dat` alone: ADC value of 0 mV (default 1024).
     pub baseline: Option<i64>,
-    /// Extra response parts, comma-separated: `signal` (filtered signal for plotting).
+    /// Extra response parts, comma-separated: `signal` (filtered signal for
+    /// plotting), `beat_attention` (each beat's attention weights).
     pub include: Option<String>,
     /// Verify WFDB checksums (default true).
     pub verify_checksums: Option<bool>,
+    /// `format=svg`: first second shown (default: the most abnormal segment's start).
+    pub start_s: Option<f64>,
+    /// `format=svg`: last second shown (default: `start_s` + 10 s, at most 120 s after it).
+    pub end_s: Option<f64>,
 }
 
+/// What `/predict` answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Json,
+    /// The beat table.
+    Csv,
+    /// A picture of a time range.
+    Svg,
+}
+
+/// Accepted values of `include`.
+pub const INCLUDES: [&str; 2] = ["signal", "beat_attention"];
+/// Accepted answer formats of `format`.
+pub const OUTPUT_FORMATS: [&str; 3] = ["json", "csv", "svg"];
+
 impl PredictParams {
+    /// The `.dat` format code in `format`, if it holds a number.
+    pub fn dat_format(&self) -> Option<&str> {
+        self.format
+            .as_deref()
+            .filter(|f| f.trim().starts_with(|c: char| c.is_ascii_digit()))
+    }
+
+    /// The answer format: `format` when it names one, else from `accept`.
+    pub fn output(&self, accept: Option<&str>) -> Result<OutputFormat, SignalError> {
+        if let (Some(f), None) = (self.format.as_deref().map(str::trim), self.dat_format()) {
+            return if f.eq_ignore_ascii_case("json") {
+                Ok(OutputFormat::Json)
+            } else if f.eq_ignore_ascii_case("csv") {
+                Ok(OutputFormat::Csv)
+            } else if f.eq_ignore_ascii_case("svg") {
+                Ok(OutputFormat::Svg)
+            } else {
+                Err(SignalError::parameter(
+                    "format",
+                    format!(
+                        "format `{f}` is neither an answer format ({}) nor a WFDB format code ({})",
+                        OUTPUT_FORMATS.join(", "),
+                        Format::ACCEPTED
+                    ),
+                ))
+            };
+        }
+        let wants = |media: &str| {
+            accept.is_some_and(|a| {
+                a.split(',')
+                    .any(|m| m.split(';').next().is_some_and(|t| t.trim() == media))
+            })
+        };
+        Ok(if wants("text/csv") {
+            OutputFormat::Csv
+        } else if wants("image/svg+xml") {
+            OutputFormat::Svg
+        } else {
+            OutputFormat::Json
+        })
+    }
+
+    /// Checks `include` against [`INCLUDES`].
+    pub fn check_include(&self) -> Result<(), SignalError> {
+        let Some(include) = &self.include else {
+            return Ok(());
+        };
+        match include
+            .split(',')
+            .map(str::trim)
+            .find(|p| !p.is_empty() && !INCLUDES.contains(p))
+        {
+            Some(bad) => Err(SignalError::parameter(
+                "include",
+                format!("unknown part `{bad}`; accepted: {}", INCLUDES.join(", ")),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Whether `include` names `what`.
     pub fn includes(&self, what: &str) -> bool {
         self.include
@@ -269,16 +351,21 @@ fn read_dat(
     warnings: &mut Vec<String>,
 ) -> Result<Recording, UploadError> {
     let defaults = DatLayout::default();
-    let format = match params.format {
-        Some(code) => Format::from_code(code).ok_or_else(|| {
-            SignalError::parameter(
-                "format",
-                format!(
-                    "format {code} is not supported; accepted: {}",
-                    Format::ACCEPTED
-                ),
-            )
-        })?,
+    let format = match params.dat_format() {
+        Some(text) => text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .and_then(Format::from_code)
+            .ok_or_else(|| {
+                SignalError::parameter(
+                    "format",
+                    format!(
+                        "format {text} is not supported; accepted: {}",
+                        Format::ACCEPTED
+                    ),
+                )
+            })?,
         None => defaults.format,
     };
     let layout = DatLayout {
@@ -289,7 +376,7 @@ fn read_dat(
         baseline: params.baseline.unwrap_or(defaults.baseline),
     };
     let mut assumed = Vec::new();
-    if params.format.is_none() {
+    if params.dat_format().is_none() {
         assumed.push(format!("format={}", layout.format.code()));
     }
     if params.channels.is_none() {

@@ -180,19 +180,30 @@ impl ModelOutputs {
 }
 
 impl OrtModel {
-    /// Runs `batch` inputs of `shape_tail` (e.g. `[1, 3600]`) flattened in `input`;
-    /// the model's first input takes them, its outputs `logits` and `attention` come back.
+    /// Runs `batch` inputs of `shape_tail` (e.g. `[1, 3600]`) flattened in `input`
+    /// and, for a model with a second input (the beat model's `features`), `batch`
+    /// rows of `features` (empty for a model without one); the outputs `logits`
+    /// and `attention` come back.
     pub fn run(
         &mut self,
         input: &[f32],
         batch: usize,
         shape_tail: &[usize],
+        features: &[f32],
     ) -> Result<ModelOutputs, EngineError> {
         let run = |e: ort::Error| EngineError::Run(e.to_string());
         let mut shape = vec![batch];
         shape.extend_from_slice(shape_tail);
         let tensor = TensorRef::from_array_view((shape, input)).map_err(run)?;
-        let outputs = self.session.run(ort::inputs![tensor]).map_err(run)?;
+        let outputs = if features.is_empty() {
+            self.session.run(ort::inputs![tensor])
+        } else {
+            let width = features.len() / batch.max(1);
+            let extra = TensorRef::from_array_view(([batch, width], features)).map_err(run)?;
+            self.session
+                .run(ort::inputs!["signal" => tensor, "features" => extra])
+        }
+        .map_err(run)?;
         let extract = |name: &str| -> Result<(Vec<f32>, usize), EngineError> {
             let value = outputs
                 .get(name)

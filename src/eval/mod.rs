@@ -3,6 +3,7 @@
 //! ([`qrs`]). Used by the `ecg-eval` binary and the full-database tests.
 
 pub mod bxb;
+pub mod classes;
 pub mod qrs;
 
 use std::path::Path;

@@ -7,4 +7,4 @@ pub mod card;
 pub mod preprocess;
 
 pub use card::ModelCard;
-pub use preprocess::{Prepared, Preprocessing};
+pub use preprocess::{BeatInputs, BeatWindow, Prepared, Preprocessing};

@@ -8,9 +8,61 @@
 use serde::{Deserialize, Serialize};
 
 use crate::signal::filter::band_pass;
-use crate::signal::resample::resample;
-use crate::signal::segment::{windows, WindowSpec};
+use crate::signal::resample::{map_index, resample};
+use crate::signal::rr::{rr_features, RrFeatures};
+use crate::signal::segment::{beat_windows, beat_windows_with_template, windows, WindowSpec};
 use crate::signal::Result;
+
+/// The beat model's input around each R peak (in beat model cards only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BeatWindow {
+    /// Samples (model rate) before the R peak.
+    pub before_samples: usize,
+    /// Samples from the R peak on (the peak included).
+    pub after_samples: usize,
+    /// Beats either side averaged into the local RR.
+    pub rr_local_beats: usize,
+    /// The `features` input, in order ([`RrFeatures::NAMES`]).
+    pub features: Vec<String>,
+    /// A second channel with the record's typical beat (median template), both
+    /// scaled by the template's spread ([`beat_windows_with_template`]); without
+    /// it, one z-scored channel ([`beat_windows`]).
+    #[serde(default)]
+    pub template: bool,
+}
+
+impl BeatWindow {
+    /// Input channels of the beat window.
+    pub fn channels(&self) -> usize {
+        if self.template {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+impl BeatWindow {
+    /// 0.25 s before to 0.45 s after the peak at 360 Hz, RR averaged over 10 beats each side.
+    pub fn mitdb_default() -> Self {
+        BeatWindow {
+            before_samples: 90,
+            after_samples: 162,
+            rr_local_beats: 10,
+            features: RrFeatures::NAMES.iter().map(|s| s.to_string()).collect(),
+            template: true,
+        }
+    }
+}
+
+/// The beat model's inputs for a set of beats.
+#[derive(Debug, Clone, Default)]
+pub struct BeatInputs {
+    /// Windows, flattened `[beats * channels * (before + after)]`.
+    pub windows: Vec<f32>,
+    /// RR features, flattened `[beats * features]`.
+    pub features: Vec<f32>,
+}
 
 /// Preprocessing parameters, stored in the model card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +77,10 @@ pub struct Preprocessing {
     pub band_hz: [f64; 2],
     /// Per-window normalisation; `zscore` is the only one.
     pub normalisation: String,
+    /// Beat windows and RR features (beat models; then `window_samples` is
+    /// `before + after` and `hop_samples` unused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beat: Option<BeatWindow>,
 }
 
 impl Preprocessing {
@@ -37,6 +93,62 @@ impl Preprocessing {
             hop_samples: 1800,
             band_hz: [0.5, 50.0],
             normalisation: "zscore".to_string(),
+            beat: None,
+        }
+    }
+
+    /// The beat model's preprocessing: the same rate, lead and band, beat windows.
+    pub fn mitdb_beat() -> Self {
+        let beat = BeatWindow::mitdb_default();
+        Preprocessing {
+            window_samples: beat.before_samples + beat.after_samples,
+            hop_samples: beat.before_samples + beat.after_samples,
+            beat: Some(beat),
+            ..Preprocessing::mitdb_default()
+        }
+    }
+
+    /// Channels of one model input window (2 for a beat model with a template).
+    pub fn input_channels(&self) -> usize {
+        self.beat.as_ref().map_or(1, BeatWindow::channels)
+    }
+
+    /// True when `other` filters the same way (same rate and band), so one
+    /// filtered lead serves both models.
+    pub fn same_filter(&self, other: &Preprocessing) -> bool {
+        self.sample_rate_hz == other.sample_rate_hz && self.band_hz == other.band_hz
+    }
+
+    /// Resamples `samples` (at `fs` Hz) to the model rate and band-passes them (zero phase).
+    pub fn filter(&self, samples: &[f64], fs: f64) -> Result<Vec<f64>> {
+        let resampled = resample(samples, fs, self.sample_rate_hz)?;
+        let filter = band_pass(self.sample_rate_hz, self.band_hz[0], self.band_hz[1])?;
+        Ok(filter.apply(&resampled))
+    }
+
+    /// The beat model's inputs for R peaks `peaks` (samples at the record's own
+    /// rate `fs`) given the lead `filtered` by [`Preprocessing::filter`]: a
+    /// window around each peak (mapped to the model rate; with the record's
+    /// template when [`BeatWindow::template`]) and its RR features. Empty for a card without [`BeatWindow`].
+    pub fn beat_inputs(&self, filtered: &[f64], peaks: &[usize], fs: f64) -> BeatInputs {
+        let Some(beat) = &self.beat else {
+            return BeatInputs::default();
+        };
+        let at_model_rate: Vec<usize> = peaks
+            .iter()
+            .map(|&p| map_index(p, fs, self.sample_rate_hz))
+            .collect();
+        let (b, a) = (beat.before_samples, beat.after_samples);
+        BeatInputs {
+            windows: if beat.template {
+                beat_windows_with_template(filtered, &at_model_rate, b, a)
+            } else {
+                beat_windows(filtered, &at_model_rate, b, a)
+            },
+            features: rr_features(peaks, fs, beat.rr_local_beats)
+                .iter()
+                .flat_map(|f| f.to_array())
+                .collect(),
         }
     }
 
@@ -53,9 +165,7 @@ impl Preprocessing {
     pub fn prepare(&self, samples: &[f64], fs: f64) -> Result<Prepared> {
         let spec = self.window_spec();
         spec.validate()?;
-        let resampled = resample(samples, fs, self.sample_rate_hz)?;
-        let filter = band_pass(self.sample_rate_hz, self.band_hz[0], self.band_hz[1])?;
-        let filtered = filter.apply(&resampled);
+        let filtered = self.filter(samples, fs)?;
         let starts = spec.starts(filtered.len());
         let windows = windows(&filtered, spec, &starts);
         Ok(Prepared {
@@ -89,5 +199,22 @@ mod tests {
         assert_eq!(out.filtered.len(), 9000);
         assert_eq!(out.starts, vec![0, 1800, 3600, 5400]);
         assert_eq!(out.windows.len(), 4 * 3600);
+    }
+
+    #[test]
+    fn beat_inputs_map_peaks_to_the_model_rate() {
+        let p = Preprocessing::mitdb_beat();
+        let x: Vec<f64> = (0..250 * 10).map(|i| (i as f64 * 0.05).sin()).collect();
+        let filtered = p.filter(&x, 250.0).unwrap();
+        let peaks = [250, 500, 750, 1000];
+        let inputs = p.beat_inputs(&filtered, &peaks, 250.0);
+        assert_eq!(inputs.windows.len(), 4 * 2 * 252);
+        assert_eq!(inputs.features.len(), 4 * 9);
+        // previous RR of the second beat: 250 samples at 250 Hz = 1 s
+        assert!((inputs.features[9] - 1.0).abs() < 1e-6);
+        assert!(Preprocessing::mitdb_default()
+            .beat_inputs(&filtered, &peaks, 250.0)
+            .windows
+            .is_empty());
     }
 }

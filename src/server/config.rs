@@ -35,6 +35,10 @@ pub struct Config {
     /// Model name: <model-dir>/<model>.json is its card.
     #[arg(long, env = "ECG_MODEL", default_value = "ecg-segment")]
     pub model: String,
+    /// Beat model name: <model-dir>/<beat-model>.json is its card; `none` serves
+    /// beats without labels.
+    #[arg(long, env = "ECG_BEAT_MODEL", default_value = "ecg-beat")]
+    pub beat_model: String,
     /// ONNX Runtime execution provider.
     #[arg(
         long,
@@ -90,6 +94,13 @@ impl Config {
     /// The model card's path.
     pub fn card_path(&self) -> PathBuf {
         self.model_dir.join(format!("{}.json", self.model))
+    }
+
+    /// The beat model card's path, unless beat labelling is off (`none`).
+    pub fn beat_card_path(&self) -> Option<PathBuf> {
+        let name = self.beat_model.trim();
+        (!name.is_empty() && !name.eq_ignore_ascii_case("none"))
+            .then(|| self.model_dir.join(format!("{name}.json")))
     }
 
     /// Where a local client reaches this server: a wildcard listen address

@@ -189,7 +189,7 @@ impl From<UploadError> for ApiError {
 }
 
 /// Query parameters `/predict` accepts (see `PredictParams`).
-const QUERY_PARAMETERS: [&str; 8] = [
+const QUERY_PARAMETERS: [&str; 10] = [
     "fs",
     "lead",
     "format",
@@ -198,6 +198,8 @@ const QUERY_PARAMETERS: [&str; 8] = [
     "baseline",
     "include",
     "verify_checksums",
+    "start_s",
+    "end_s",
 ];
 
 impl From<QueryRejection> for ApiError {

@@ -38,8 +38,29 @@ use error::ApiError;
 /// Shared state of the handlers.
 pub struct AppState {
     pub config: Config,
+    /// The segment model's engines (admission control lives here).
     pub pool: Arc<EnginePool>,
+    /// The beat model's engines, unless `--beat-model none`.
+    pub beat_pool: Option<Arc<EnginePool>>,
     pub metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    /// Ready when every model is; otherwise the first that is not, named.
+    pub fn readiness(&self) -> Readiness {
+        readiness(&self.pool, self.beat_pool.as_ref())
+    }
+}
+
+fn readiness(pool: &EnginePool, beat_pool: Option<&Arc<EnginePool>>) -> Readiness {
+    let segment = pool.readiness();
+    match (segment, beat_pool.map(|p| p.readiness())) {
+        (Readiness::Ready { .. }, Some(Readiness::Failed(reason))) => {
+            Readiness::Failed(format!("beat model: {reason}"))
+        }
+        (Readiness::Ready { .. }, Some(Readiness::Loading)) => Readiness::Loading,
+        (segment, _) => segment,
+    }
 }
 
 static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -138,6 +159,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
         .merge(predict)
+        .route("/", get(routes::viewer))
         .route("/health/live", get(routes::live))
         .route("/health/ready", get(routes::ready))
         .route("/info", get(routes::info))
@@ -185,6 +207,26 @@ pub fn start_pool(config: &Config) -> Arc<EnginePool> {
     })
 }
 
+/// Starts the beat model's pool, unless `--beat-model none`. Every admitted
+/// request may queue one beat job, so its queue holds all of them: a request
+/// admitted by the segment pool is never refused here.
+pub fn start_beat_pool(config: &Config) -> Option<Arc<EnginePool>> {
+    let card_path = config.beat_card_path()?;
+    Some(EnginePool::start(PoolOptions {
+        card_path,
+        provider: config.execution_provider,
+        allow_cpu_fallback: config.allow_cpu_fallback,
+        sessions: config.sessions.max(1),
+        intra_threads: config.threads_per_session(),
+        queue_size: config.sessions.max(1) + config.queue_size.max(1),
+        // A beat window is 14x shorter than a segment window.
+        max_batch: config.max_batch.max(1) * BEAT_BATCH_FACTOR,
+    }))
+}
+
+/// Beat windows per segment window in one ONNX Runtime run.
+const BEAT_BATCH_FACTOR: usize = 16;
+
 /// Binds, serves until `shutdown` resolves, then drains in-flight requests.
 /// `on_bound` receives the bound address (port 0 picks one).
 pub async fn serve(
@@ -193,11 +235,12 @@ pub async fn serve(
     on_bound: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let pool = start_pool(&config);
+    let beat_pool = start_beat_pool(&config);
     if config.execution_provider == Provider::Cuda && !config.allow_cpu_fallback {
         // An explicit CUDA request that cannot start is a start-up failure, not a
         // service that stays up unready: wait for the load and refuse to serve.
         loop {
-            match pool.readiness() {
+            match readiness(&pool, beat_pool.as_ref()) {
                 Readiness::Loading => tokio::time::sleep(Duration::from_millis(50)).await,
                 Readiness::Failed(reason) => anyhow::bail!(
                     "--execution-provider cuda cannot start: {reason} (pass --allow-cpu-fallback to run on the CPU instead)"
@@ -214,6 +257,7 @@ pub async fn serve(
     let state = Arc::new(AppState {
         config,
         pool,
+        beat_pool,
         metrics: metrics_handle(),
     });
     tracing::info!(address = %bound, "listening");

@@ -7,8 +7,10 @@ use utoipa::{Modify, OpenApi};
 use super::error::ErrorBody;
 use super::routes;
 use crate::core::analysis::{
-    Attention, Beat, ModelInfo, PredictResponse, RecordInfo, Segment, SignalPlot, Summary, Timing,
+    Attention, Beat, BeatAttention, ModelInfo, PredictResponse, RecordInfo, Reference, Segment,
+    SignalPlot, Summary, Timing,
 };
+use crate::eval::classes::{ClassMetrics, MultiReport};
 
 struct BearerAuth;
 
@@ -25,9 +27,9 @@ impl Modify for BearerAuth {
 /// The service's API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "ecg-serve", description = "ECG classification: upload a recording (WFDB or CSV), get segment labels, probabilities, attention weights and beats.", license(name = "MIT OR Apache-2.0")),
-    paths(routes::predict, routes::live, routes::ready, routes::info, routes::metrics),
-    components(schemas(PredictResponse, RecordInfo, ModelInfo, Summary, Segment, Attention, Beat, Timing, SignalPlot, ErrorBody, routes::ReadyBody, routes::PredictUpload)),
+    info(title = "ecg-serve", description = "ECG classification: upload a recording (WFDB or CSV), get segment labels, probabilities, attention weights, and every beat with its AAMI class (N, S, V, F, Q).", license(name = "MIT OR Apache-2.0")),
+    paths(routes::predict, routes::viewer, routes::live, routes::ready, routes::info, routes::metrics),
+    components(schemas(PredictResponse, RecordInfo, ModelInfo, Summary, Segment, Attention, Beat, BeatAttention, Reference, MultiReport, ClassMetrics, Timing, SignalPlot, ErrorBody, routes::ReadyBody, routes::PredictUpload)),
     modifiers(&BearerAuth),
     tags((name = "inference", description = "Classify recordings"), (name = "operations", description = "Health, info and metrics"))
 )]

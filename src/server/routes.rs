@@ -15,10 +15,13 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::core::analysis::{assemble, prepare, PredictResponse, Timing};
-use crate::core::pool::{Admission, Readiness};
-use crate::core::upload::{decode, PredictParams, UploadPart};
-use crate::model::ModelCard;
+use crate::core::analysis::{
+    assemble, prepare, BeatOutputs, Include, PredictResponse, PreparedRequest, Timing,
+};
+use crate::core::pool::{Admission, JobResult, Readiness};
+use crate::core::upload::{decode, OutputFormat, PredictParams, UploadPart};
+use crate::engine::EngineError;
+use crate::model::{BeatInputs, ModelCard};
 use crate::signal::qrs::detect_r_peaks;
 
 /// The multipart form of `/predict` (file pickers in Swagger UI).
@@ -98,8 +101,11 @@ async fn read_parts(
 /// Upload a WFDB pair (`hea` + `dat`), a `.dat` alone (layout in query parameters;
 /// MIT-BIH defaults are reported in `warnings`), or a `.csv` (rate from `fs` or its
 /// time column). Any sampling rate is resampled to the model's. The answer holds a
-/// label, probabilities and attention weights per 10 s segment, and the detected
-/// beats at the upload's own sampling rate.
+/// label, probabilities and attention weights per 10 s segment, and every detected
+/// beat (at the upload's own sampling rate) with its AAMI class and probabilities,
+/// beat counts and ectopic burden. Add a part `atr` (WFDB annotations) to get
+/// `reference`: our detection and classification scored against it. `format=csv`
+/// (or `Accept: text/csv`) answers with the beat table as CSV.
 #[utoipa::path(
     post,
     path = "/predict",
@@ -107,7 +113,11 @@ async fn read_parts(
     params(PredictParams),
     request_body(content = PredictUpload, content_type = "multipart/form-data"),
     responses(
-        (status = 200, description = "Labels, probabilities, attention and beats", body = PredictResponse),
+        (status = 200, description = "Labels, probabilities, attention and labelled beats (JSON), or the beat table (text/csv)", body = PredictResponse,
+            content(
+                (PredictResponse = "application/json"),
+                (String = "text/csv", example = "sample,time_s,label,p_N,p_S,p_V,p_F,p_Q\n77,0.2139,N,0.9990,0.0004,0.0003,0.0002,0.0001\n")
+            )),
         (status = 400, description = "Malformed request (no file, duplicate parts, bad multipart)", body = ErrorBody,
             example = json!({"error": "no file in the upload; send a WFDB pair (.hea + .dat), a .dat alone (layout in query parameters), or a .csv; optionally a .atr", "error_type": "bad_request", "detail": {}})),
         (status = 401, description = "Missing or wrong API key (when one is configured)", body = ErrorBody),
@@ -123,9 +133,21 @@ async fn read_parts(
 pub async fn predict(
     State(state): State<Arc<AppState>>,
     query: Result<Query<PredictParams>, QueryRejection>,
+    request_headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    let accept = request_headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let output = match query.as_ref().map(|Query(p)| p.output(accept)) {
+        Ok(Err(e)) => {
+            discard(multipart).await;
+            return Err(ApiError::bad_request(e.to_string(), &e.field()));
+        }
+        Ok(Ok(o)) => o,
+        Err(_) => OutputFormat::Json,
+    };
     let (params, card, _admission) = match admit(&state, query) {
         Ok(admitted) => admitted,
         Err(e) => {
@@ -137,6 +159,10 @@ pub async fn predict(
     };
     let parts = read_parts(multipart, state.config.max_body_mb).await?;
     let timeout = std::time::Duration::from_secs(state.config.request_timeout_s);
+    let include = Include {
+        signal: params.includes("signal") || output == OutputFormat::Svg,
+        beat_attention: params.includes("beat_attention"),
+    };
     let work = async {
         let lead = params
             .lead
@@ -151,7 +177,7 @@ pub async fn predict(
                 let decoded = decode(&parts, &params_for_prep)?;
                 let decode_ms = ms(t.elapsed());
                 let t = Instant::now();
-                let prepared = prepare(
+                let mut prepared = prepare(
                     decoded.recording,
                     decoded.source,
                     &lead,
@@ -159,6 +185,7 @@ pub async fn predict(
                     max_duration_s,
                     decoded.warnings,
                 )?;
+                prepared.annotations = decoded.annotations;
                 Ok((prepared, decode_ms, ms(t.elapsed())))
             })
             .await
@@ -168,39 +195,51 @@ pub async fn predict(
         let batch = prepared.starts.len();
         let samples = prepared.record.n_samples;
         let windows = std::mem::take(&mut prepared.windows);
-        let reply = state.pool.submit(windows, batch)?;
-        // Beats are found while the engine runs the windows.
-        let lead = std::mem::take(&mut prepared.lead);
-        let fs = prepared.record.sampling_rate_hz;
-        let beats = tokio::task::spawn_blocking(move || {
-            let t = Instant::now();
-            (detect_r_peaks(&lead, fs), ms(t.elapsed()))
-        });
-        let result = reply
-            .await
-            .map_err(|_| ApiError::NotReady("the engine stopped before answering".into()))??;
-        let (found, beats_ms) = beats
-            .await
-            .map_err(|e| ApiError::Internal(format!("beat detection task failed: {e}")))?;
-        prepared.beats = found;
+        let reply = state.pool.submit(windows, Vec::new(), batch)?;
+        // Beats are found (and prepared for the beat model) while the engine runs the windows.
+        let beat_card = state.beat_pool.as_ref().and_then(|p| p.card());
+        let (beats_ms, beat_inputs) = find_beats(&mut prepared, &card, beat_card.clone()).await?;
+        let beat_reply = match (&state.beat_pool, beat_inputs) {
+            (Some(pool), Some(inputs)) if !prepared.beats.is_empty() => {
+                Some(pool.submit(inputs.windows, inputs.features, prepared.beats.len())?)
+            }
+            _ => None,
+        };
+        let result = answer(reply).await?;
+        let beat_result = match beat_reply {
+            Some(r) => Some(answer(r).await?),
+            None => None,
+        };
         metrics::histogram!("ecg_beats_seconds").record(beats_ms / 1e3);
         metrics::histogram!("ecg_queue_seconds").record(result.queue_wait.as_secs_f64());
         metrics::histogram!("ecg_inference_seconds").record(result.inference.as_secs_f64());
         metrics::counter!("ecg_windows_total").increment(batch as u64);
         metrics::counter!("ecg_samples_total").increment(samples as u64);
+        metrics::counter!("ecg_beats_total").increment(prepared.beats.len() as u64);
         let timing = Timing {
             decode: decode_ms,
             preprocess: preprocess_ms,
             beats: beats_ms,
             queue: ms(result.queue_wait),
             inference: ms(result.inference),
+            beat_inference: beat_result
+                .as_ref()
+                .map_or(0.0, |r| ms(r.queue_wait + r.inference)),
             total: ms(started.elapsed()),
         };
+        let beat = beat_result
+            .as_ref()
+            .zip(beat_card.as_deref())
+            .map(|(r, card)| BeatOutputs {
+                outputs: &r.outputs,
+                card,
+            });
         Ok::<_, ApiError>(assemble(
             prepared,
             &result.outputs,
+            beat,
             &card,
-            params.includes("signal"),
+            include,
             timing,
         ))
     };
@@ -217,7 +256,113 @@ pub async fn predict(
             headers.insert(name, v);
         }
     }
-    Ok((headers, Json(response)).into_response())
+    match output {
+        OutputFormat::Json => Ok((headers, Json(response)).into_response()),
+        OutputFormat::Csv => {
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            );
+            let body = crate::core::analysis::beats_csv(&response)
+                .map_err(|e| ApiError::Internal(format!("cannot write the CSV answer: {e}")))?;
+            Ok((headers, body).into_response())
+        }
+        OutputFormat::Svg => {
+            let positive = &card.decision.positive_label;
+            let (start_s, end_s) = svg_range(&params, &response, positive)?;
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("image/svg+xml"),
+            );
+            let body = crate::core::render::svg(&response, start_s, end_s, positive);
+            Ok((headers, body).into_response())
+        }
+    }
+}
+
+/// Longest range one picture shows.
+const SVG_MAX_SPAN_S: f64 = 120.0;
+
+/// The picture's range: `start_s`/`end_s`, else the most abnormal segment.
+fn svg_range(
+    params: &PredictParams,
+    response: &PredictResponse,
+    positive: &str,
+) -> Result<(f64, f64), ApiError> {
+    let duration = response.record.duration_s;
+    let (start, end) = match (params.start_s, params.end_s) {
+        (None, None) => crate::core::render::default_range(response, positive),
+        (Some(s), None) => (s, s + 10.0),
+        (None, Some(e)) => (e - 10.0, e),
+        (Some(s), Some(e)) => (s, e),
+    };
+    let bad = |what: &str| {
+        ApiError::bad_request(
+            format!("{what}; the record lasts {duration:.1} s and one picture shows at most {SVG_MAX_SPAN_S} s"),
+            "start_s",
+        )
+    };
+    if !(start.is_finite() && end.is_finite()) || end <= start {
+        return Err(bad(&format!(
+            "start_s {start} must come before end_s {end}"
+        )));
+    }
+    if end - start > SVG_MAX_SPAN_S {
+        return Err(bad(&format!("the range {start}..{end} s is too long")));
+    }
+    if start >= duration || end <= 0.0 {
+        return Err(bad(&format!(
+            "the range {start}..{end} s lies outside the record"
+        )));
+    }
+    Ok((start.max(0.0), end.min(duration)))
+}
+
+/// An engine's answer, or why there is none.
+async fn answer(
+    reply: tokio::sync::oneshot::Receiver<Result<JobResult, EngineError>>,
+) -> Result<JobResult, ApiError> {
+    Ok(reply
+        .await
+        .map_err(|_| ApiError::NotReady("the engine stopped before answering".into()))??)
+}
+
+/// Detects the R peaks of `prepared`'s lead (off the async threads) into
+/// `prepared.beats` and, when a beat model is loaded, prepares its inputs from
+/// the filtered lead (filtered again only if the beat model's band differs).
+/// Returns the detection time in ms and the beat inputs.
+async fn find_beats(
+    prepared: &mut PreparedRequest,
+    card: &ModelCard,
+    beat_card: Option<Arc<ModelCard>>,
+) -> Result<(f64, Option<BeatInputs>), ApiError> {
+    let lead = std::mem::take(&mut prepared.lead);
+    let filtered = std::mem::take(&mut prepared.filtered);
+    let fs = prepared.record.sampling_rate_hz;
+    let segment_prep = card.preprocessing.clone();
+    let (peaks, filtered, beats_ms, inputs) = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let peaks = detect_r_peaks(&lead, fs);
+        let beats_ms = ms(t.elapsed());
+        let inputs = beat_card.map(|c| {
+            let pre = &c.preprocessing;
+            if pre.same_filter(&segment_prep) {
+                Ok(pre.beat_inputs(&filtered, &peaks, fs))
+            } else {
+                pre.filter(&lead, fs)
+                    .map(|own| pre.beat_inputs(&own, &peaks, fs))
+            }
+        });
+        (peaks, filtered, beats_ms, inputs)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("beat detection task failed: {e}")))?;
+    prepared.beats = peaks;
+    prepared.filtered = filtered;
+    let inputs = inputs
+        .transpose()
+        .map_err(crate::core::analysis::AnalysisError::from)?;
+    Ok((beats_ms, inputs))
 }
 
 /// The checks before an upload is read: query, readiness, and a place in the
@@ -227,16 +372,16 @@ fn admit(
     query: Result<Query<PredictParams>, QueryRejection>,
 ) -> Result<(PredictParams, Arc<ModelCard>, Admission), ApiError> {
     let Query(params) = query?;
-    let card = state
-        .pool
-        .card()
-        .ok_or_else(|| match state.pool.readiness() {
-            Readiness::Failed(reason) => {
-                ApiError::NotReady(format!("the model is not ready: {reason}"))
-            }
-            _ => ApiError::NotReady("the model is still loading".into()),
-        })?;
-    if !matches!(state.pool.readiness(), Readiness::Ready { .. }) {
+    params
+        .check_include()
+        .map_err(|e| ApiError::bad_request(e.to_string(), &e.field()))?;
+    let card = state.pool.card().ok_or_else(|| match state.readiness() {
+        Readiness::Failed(reason) => {
+            ApiError::NotReady(format!("the model is not ready: {reason}"))
+        }
+        _ => ApiError::NotReady("the model is still loading".into()),
+    })?;
+    if !matches!(state.readiness(), Readiness::Ready { .. }) {
         return Err(ApiError::NotReady("the model is still loading".into()));
     }
     Ok((params, card, state.pool.admit()?))
@@ -267,6 +412,17 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
     ))
 }
 
+/// The viewer page (one self-contained HTML file, embedded in the binary).
+const VIEWER: &str = include_str!("viewer/index.html");
+
+/// The ECG viewer: upload a recording, see the filtered trace, segment labels,
+/// attention and labelled beats.
+#[utoipa::path(get, path = "/", tag = "operations",
+    responses((status = 200, description = "The viewer page", body = String, content_type = "text/html")))]
+pub async fn viewer() -> axum::response::Html<&'static str> {
+    axum::response::Html(VIEWER)
+}
+
 /// Liveness: the process is up and serving HTTP.
 #[utoipa::path(get, path = "/health/live", tag = "operations",
     responses((status = 200, description = "Alive", body = Object, example = json!({"status": "alive"}))))]
@@ -290,7 +446,7 @@ pub struct ReadyBody {
     responses((status = 200, description = "Model loaded and warm", body = ReadyBody),
               (status = 503, description = "Loading, or failed (reason given)", body = ReadyBody)))]
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let (status, body) = match state.pool.readiness() {
+    let (status, body) = match state.readiness() {
         Readiness::Ready { provider } => (
             StatusCode::OK,
             ReadyBody {
@@ -327,7 +483,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
     let card = state.pool.card();
     Json(json!({
         "service": { "name": "ecg-serve", "version": env!("CARGO_PKG_VERSION"), "git_sha": env!("ECG_GIT_SHA") },
-        "readiness": format!("{:?}", state.pool.readiness()),
+        "readiness": format!("{:?}", state.readiness()),
         "model": card.as_deref(),
         "labels": card.as_ref().map(|c| c.labels.clone()),
         "model_rate_hz": card.as_ref().map(|c| c.preprocessing.sample_rate_hz),

@@ -22,7 +22,7 @@ pub struct RrFeatures {
 
 impl RrFeatures {
     /// Feature names in [`RrFeatures::to_array`] order.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 9] = [
         "rr_pre_s",
         "rr_post_s",
         "rr_local_s",
@@ -30,11 +30,16 @@ impl RrFeatures {
         "rr_pre_rel",
         "rr_post_rel",
         "rr_local_rel",
+        "rr_pre_local",
+        "rr_post_local",
     ];
 
-    /// The four intervals, then pre, post and local relative to the record's.
-    pub fn to_array(&self) -> [f32; 7] {
+    /// The four intervals; pre, post and local relative to the record's; pre
+    /// and post relative to the local average (prematurity against the current
+    /// rhythm, which a changing heart rate does not blur).
+    pub fn to_array(&self) -> [f32; 9] {
         let r = if self.record > 0.0 { self.record } else { 1.0 };
+        let l = if self.local > 0.0 { self.local } else { 1.0 };
         [
             self.pre as f32,
             self.post as f32,
@@ -43,6 +48,8 @@ impl RrFeatures {
             (self.pre / r) as f32,
             (self.post / r) as f32,
             (self.local / r) as f32,
+            (self.pre / l) as f32,
+            (self.post / l) as f32,
         ]
     }
 }
@@ -141,7 +148,7 @@ mod tests {
         assert_eq!(f[2].post, f[2].pre);
         assert!(rr_features(&[], 360.0, 5).is_empty());
         let one = rr_features(&[5], 360.0, 5);
-        assert_eq!(one[0].to_array(), [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(one[0].to_array(), [0.0; 9]);
         assert_eq!(rr_features(&[1, 2], 0.0, 5).len(), 2);
     }
 }

@@ -72,6 +72,18 @@ pub fn windows(x: &[f64], spec: WindowSpec, starts: &[usize]) -> Vec<f32> {
     out
 }
 
+/// Samples `p - before .. p + after` of `x` into `buf` (cleared first); parts
+/// outside the signal repeat the edge sample (zeros for an empty signal).
+fn beat_window_into(x: &[f64], p: usize, before: usize, after: usize, buf: &mut Vec<f64>) {
+    buf.clear();
+    buf.extend((0..before + after).map(|k| {
+        let i = (p + k)
+            .saturating_sub(before)
+            .min(x.len().saturating_sub(1));
+        x.get(i).copied().unwrap_or(0.0)
+    }));
+}
+
 /// A window around each peak: `before` samples before to `after` samples after
 /// (peak included, `before + after` samples). Parts outside the signal repeat
 /// the edge sample. Each window is z-scored; flattened `[peaks.len() * (before + after)]`.
@@ -80,14 +92,67 @@ pub fn beat_windows(x: &[f64], peaks: &[usize], before: usize, after: usize) -> 
     let mut out = Vec::with_capacity(peaks.len() * len);
     let mut buf = Vec::with_capacity(len);
     for &p in peaks {
-        buf.clear();
-        buf.extend((0..len).map(|k| {
-            let i = (p + k)
-                .saturating_sub(before)
-                .min(x.len().saturating_sub(1));
-            x.get(i).copied().unwrap_or(0.0)
-        }));
+        beat_window_into(x, p, before, after, &mut buf);
         zscore_into(&buf, &mut out);
+    }
+    out
+}
+
+/// Most beats the record's template is taken from (evenly spaced).
+pub const TEMPLATE_BEATS: usize = 512;
+
+/// Beat windows paired with the record's typical beat, for a classifier that
+/// must judge a beat against its own patient's normal:
+/// `[peaks.len() * 2 * (before + after)]`, per beat its window then the template.
+///
+/// The template is the sample-wise median of up to [`TEMPLATE_BEATS`] windows
+/// spread over the record, so ectopic beats (a minority) do not shape it. Both
+/// are centred (mean removed) and divided by the template's standard deviation:
+/// a beat twice as tall as the patient's usual one stays twice as tall.
+pub fn beat_windows_with_template(
+    x: &[f64],
+    peaks: &[usize],
+    before: usize,
+    after: usize,
+) -> Vec<f32> {
+    let len = before + after;
+    let mut buf = Vec::with_capacity(len);
+    let step = peaks.len().div_ceil(TEMPLATE_BEATS).max(1);
+    let sampled: Vec<Vec<f64>> = peaks
+        .iter()
+        .step_by(step)
+        .map(|&p| {
+            beat_window_into(x, p, before, after, &mut buf);
+            buf.clone()
+        })
+        .collect();
+    let mut column = Vec::with_capacity(sampled.len());
+    let template: Vec<f64> = (0..len)
+        .map(|k| {
+            column.clear();
+            column.extend(sampled.iter().map(|w| w[k]));
+            column.sort_by(f64::total_cmp);
+            match column.len() {
+                0 => 0.0,
+                n if n % 2 == 1 => column[n / 2],
+                n => (column[n / 2 - 1] + column[n / 2]) / 2.0,
+            }
+        })
+        .collect();
+    let mean = template.iter().sum::<f64>() / len.max(1) as f64;
+    let std = (template.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / len.max(1) as f64).sqrt();
+    let inv = if std > FLAT_STD { 1.0 / std } else { 0.0 };
+    let centred = |w: &[f64], out: &mut Vec<f32>| {
+        let m = w.iter().sum::<f64>() / len.max(1) as f64;
+        out.extend(w.iter().map(|v| ((v - m) * inv) as f32));
+    };
+    let mut template_row = Vec::with_capacity(len);
+    centred(&template, &mut template_row);
+    let mut out = Vec::with_capacity(peaks.len() * 2 * len);
+    for &p in peaks {
+        beat_window_into(x, p, before, after, &mut buf);
+        centred(&buf, &mut out);
+        out.extend_from_slice(&template_row);
     }
     out
 }
@@ -126,5 +191,27 @@ mod tests {
         assert_eq!(w.len(), 90);
         assert!(w.iter().all(|v| v.is_finite()));
         assert!(beat_windows(&[], &[3], 2, 2).iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn the_template_is_the_typical_beat_and_keeps_relative_size() {
+        // Beats every 100 samples: a spike of 1 mV, every fifth twice as tall.
+        let mut x = vec![0.0; 2000];
+        let peaks: Vec<usize> = (1..19).map(|i| i * 100).collect();
+        for (n, &p) in peaks.iter().enumerate() {
+            x[p] = if n % 5 == 0 { 2.0 } else { 1.0 };
+        }
+        let w = beat_windows_with_template(&x, &peaks, 10, 20);
+        assert_eq!(w.len(), peaks.len() * 2 * 30);
+        let row = |i: usize| &w[i * 60..(i + 1) * 60];
+        // The template (second half) is the 1 mV beat for every beat.
+        assert_eq!(row(0)[30..], row(1)[30..]);
+        let peak = |r: &[f32]| r.iter().copied().fold(f32::MIN, f32::max);
+        let (normal, tall) = (peak(&row(1)[..30]), peak(&row(0)[..30]));
+        assert!((peak(&row(1)[30..]) - normal).abs() < 1e-6);
+        assert!((tall / normal - 2.0).abs() < 0.1, "{tall} vs {normal}");
+        assert!(beat_windows_with_template(&[], &[3], 2, 2)
+            .iter()
+            .all(|v| v.is_finite()));
     }
 }

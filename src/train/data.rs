@@ -35,6 +35,11 @@ pub const PACED: [&str; 4] = ["102", "104", "107", "217"];
 /// the records richest in abnormal windows (208, 106, 207) stay in training.
 pub const DEFAULT_VALIDATION: [&str; 4] = ["101", "124", "209", "223"];
 
+/// DS1 records held out for the beat model's early stopping. Unlike the segment
+/// model's, they leave record 209 (383 of DS1's ~940 supraventricular beats) in
+/// training; 220 and 223 hold S beats, 223 and 124 V beats, 101 normal ones.
+pub const BEAT_VALIDATION: [&str; 4] = ["101", "124", "220", "223"];
+
 /// Class indices of the segment model.
 pub const NORMAL: u8 = 0;
 pub const ABNORMAL: u8 = 1;
@@ -44,7 +49,10 @@ pub const LABELS: [&str; 2] = ["Normal", "Abnormal"];
 /// Windows of several records, with labels and where each came from.
 #[derive(Debug, Clone, Default)]
 pub struct WindowSet {
+    /// Values per example: `channels * samples`.
     pub window_len: usize,
+    /// Input channels per example (0 is read as 1).
+    pub channels: usize,
     /// Flattened `[len * window_len]`, z-scored.
     pub windows: Vec<f32>,
     pub labels: Vec<u8>,
@@ -55,6 +63,10 @@ pub struct WindowSet {
     pub starts: Vec<usize>,
     /// Windows left out because no beat was annotated in them.
     pub unlabelled: usize,
+    /// Width of each example's second input (0: none, the segment model).
+    pub n_features: usize,
+    /// Flattened `[len * n_features]` (the beat model's RR features).
+    pub features: Vec<f32>,
 }
 
 /// Counts for reports.
@@ -81,6 +93,28 @@ impl WindowSet {
         &self.windows[i * self.window_len..(i + 1) * self.window_len]
     }
 
+    /// `[channels, samples]` of one example.
+    pub fn example_shape(&self) -> [usize; 2] {
+        let c = self.channels.max(1);
+        [c, self.window_len / c]
+    }
+
+    /// Features of example `i` (empty without a feature input).
+    pub fn feature_row(&self, i: usize) -> &[f32] {
+        &self.features[i * self.n_features..(i + 1) * self.n_features]
+    }
+
+    /// Examples per class index, for `classes` classes.
+    pub fn class_counts(&self, classes: usize) -> Vec<usize> {
+        let mut counts = vec![0; classes];
+        for &l in &self.labels {
+            if let Some(c) = counts.get_mut(usize::from(l)) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+
     /// Counts of windows by class.
     pub fn summary(&self) -> SetSummary {
         let abnormal = self.labels.iter().filter(|&&l| l == ABNORMAL).count();
@@ -99,21 +133,30 @@ impl WindowSet {
     pub fn subset(&self, indices: &[usize]) -> WindowSet {
         let mut out = WindowSet {
             window_len: self.window_len,
+            channels: self.channels,
+            n_features: self.n_features,
             ..Default::default()
         };
         for &i in indices {
             out.windows.extend_from_slice(self.window(i));
+            out.features.extend_from_slice(self.feature_row(i));
             out.labels.push(self.labels[i]);
-            out.fractions.push(self.fractions[i]);
+            if let Some(&f) = self.fractions.get(i) {
+                out.fractions.push(f);
+            }
             out.records.push(self.records[i].clone());
             out.starts.push(self.starts[i]);
         }
         out
     }
 
-    fn append(&mut self, other: WindowSet) {
+    /// Appends `other` (same window length and feature width).
+    pub fn append(&mut self, other: WindowSet) {
         self.window_len = other.window_len;
+        self.channels = other.channels;
+        self.n_features = other.n_features;
         self.windows.extend(other.windows);
+        self.features.extend(other.features);
         self.labels.extend(other.labels);
         self.fractions.extend(other.fractions);
         self.records.extend(other.records);

@@ -1,20 +1,12 @@
 //! Binary classification metrics for the segment model: confusion matrix,
 //! accuracy, per-class precision / recall / F1, ROC AUC, and the ROC operating
-//! point at a required specificity.
+//! point at a required specificity. The multi-class report of the beat model
+//! lives in [`crate::eval::classes`] (the server uses it for `reference`).
 
 use serde::Serialize;
 
 use super::data::{ABNORMAL, LABELS};
-
-/// Precision, recall and F1 of one class.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ClassMetrics {
-    pub label: String,
-    pub support: usize,
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-}
+pub use crate::eval::classes::{class_metrics, ClassMetrics, MultiReport};
 
 /// A point of the ROC curve.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -111,26 +103,8 @@ impl BinaryReport {
     /// Metrics of P(Abnormal) `scores` against `labels` at `threshold`.
     pub fn new(scores: &[f64], labels: &[u8], threshold: f64) -> Self {
         let m = confusion(scores, labels, threshold);
-        let classes = (0..2)
-            .map(|c| {
-                let tp = m[c][c];
-                let support = m[c][0] + m[c][1];
-                let predicted = m[0][c] + m[1][c];
-                let (precision, recall) = (ratio(tp, predicted), ratio(tp, support));
-                let f1 = if precision + recall > 0.0 {
-                    2.0 * precision * recall / (precision + recall)
-                } else {
-                    0.0
-                };
-                ClassMetrics {
-                    label: LABELS[c].to_string(),
-                    support,
-                    precision,
-                    recall,
-                    f1,
-                }
-            })
-            .collect();
+        let rows: Vec<Vec<usize>> = m.iter().map(|r| r.to_vec()).collect();
+        let classes = class_metrics(&rows, &LABELS);
         BinaryReport {
             windows: labels.len(),
             threshold,
@@ -201,6 +175,8 @@ mod tests {
         assert!((r.classes[1].precision - 2.0 / 3.0).abs() < 1e-12);
         assert!((r.classes[1].recall - 2.0 / 3.0).abs() < 1e-12);
         let p = point_at_specificity(&[0.1, 0.6, 0.7, 0.2, 0.9], &[0, 0, 1, 1, 1], 0.95);
+        let multi = MultiReport::new(&[0, 1, 1, 0, 1], &[0, 0, 1, 1, 1], &["Normal", "Abnormal"]);
+        assert_eq!(multi.classes, r.classes, "one per-class computation");
         assert_eq!(p.threshold, 0.7);
         assert!((p.abnormal_recall - 2.0 / 3.0).abs() < 1e-12);
     }

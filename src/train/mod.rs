@@ -1,8 +1,9 @@
-//! `ecg-train`: the segment model's data, network, training loop, evaluation and
-//! ONNX export, in the four-way split of burn's guide (data, model, training,
+//! `ecg-train`: the segment and beat models' data, network, training loop,
+//! evaluation and ONNX export, in the four-way split of burn's guide (data, model, training,
 //! inference), plus the ONNX writer and the metrics. Behind the `train` feature so
 //! the server builds without burn.
 
+pub mod beat;
 pub mod data;
 pub mod metrics;
 pub mod model;

@@ -1,5 +1,7 @@
-//! The segment network: CNN front end, multi-head self-attention, dense head.
+//! The network of both models: CNN front end, multi-head self-attention, dense
+//! head, and for the beat model a second input of per-beat features.
 //!
+//! The segment model (defaults of [`AttentionNetConfig`]):
 //! ```text
 //! signal [B, 1, 3600]
 //!  -> Conv1d 1->32 k7 stride 2 + ReLU + MaxPool 2 [B, 32, 900]
@@ -8,6 +10,15 @@
 //!  -> tokens [B, 112, 64] + sinusoidal position code -> 8-head self-attention (residual)
 //!  -> mean over tokens [B, 64] -> Dense 128 + ReLU + Dropout -> Dense 2 (logits)
 //! attention [B, 112]: attention each token receives, averaged over heads and queries
+//! ```
+//! The beat model ([`AttentionNetConfig::beat`]): a 252-sample window around an
+//! R peak beside the record's typical beat (2 channels), no stride in the first
+//! convolution and a strided step of 3, so 21 tokens of 12 samples (33 ms); its
+//! RR features `[B, 9]` pass a Dense 32 + ReLU and join the pooled tokens before
+//! the dense head:
+//! ```text
+//! signal [B, 2, 252] -> ... -> pooled [B, 64] --+
+//! features [B, 9] -> Dense 32 + ReLU -----------+-> concat [B, 96] -> Dense 128 -> Dense 5
 //! ```
 //! One token covers 32 samples (89 ms at 360 Hz); the last 16 samples of a
 //! window fall outside the last token. The first convolution's stride of 2 keeps
@@ -28,9 +39,12 @@ use burn::prelude::*;
 
 /// Hyper-parameters of the network (saved in the model card).
 #[derive(Config, Debug)]
-pub struct SegmentNetConfig {
+pub struct AttentionNetConfig {
     #[config(default = 3600)]
     pub input_samples: usize,
+    /// Channels of the `signal` input (2: a beat and its record's template).
+    #[config(default = 1)]
+    pub input_channels: usize,
     #[config(default = 32)]
     pub conv1_filters: usize,
     #[config(default = 7)]
@@ -59,9 +73,27 @@ pub struct SegmentNetConfig {
     /// Add the fixed sinusoidal position code ([`position_code`]) to the tokens.
     #[config(default = true)]
     pub position_code: bool,
+    /// Width of the second input `features` (0: none, the segment model).
+    #[config(default = 0)]
+    pub features: usize,
+    /// Units of the Dense + ReLU the features pass before joining the tokens.
+    #[config(default = 32)]
+    pub feature_units: usize,
 }
 
-impl SegmentNetConfig {
+impl AttentionNetConfig {
+    /// The beat model: `channels` x `samples` around an R peak plus `features`
+    /// RR features, 5 classes.
+    pub fn beat(channels: usize, samples: usize, features: usize) -> Self {
+        AttentionNetConfig::new()
+            .with_input_samples(samples)
+            .with_input_channels(channels)
+            .with_conv1_stride(1)
+            .with_token_stride(3)
+            .with_classes(5)
+            .with_features(features)
+    }
+
     /// Input samples per token.
     pub fn samples_per_token(&self) -> usize {
         self.conv1_stride * 4 * self.token_stride
@@ -73,10 +105,10 @@ impl SegmentNetConfig {
     }
 
     /// A freshly initialised network.
-    pub fn init(&self, device: &Device) -> SegmentNet {
+    pub fn init(&self, device: &Device) -> AttentionNet {
         let same = |k: usize| PaddingConfig1d::Explicit(k / 2, k / 2);
-        SegmentNet {
-            conv1: Conv1dConfig::new(1, self.conv1_filters, self.conv1_kernel)
+        AttentionNet {
+            conv1: Conv1dConfig::new(self.input_channels, self.conv1_filters, self.conv1_kernel)
                 .with_stride(self.conv1_stride)
                 .with_padding(same(self.conv1_kernel))
                 .init(device),
@@ -90,7 +122,18 @@ impl SegmentNetConfig {
             attention: MultiHeadAttentionConfig::new(self.conv2_filters, self.heads)
                 .with_dropout(self.attention_dropout)
                 .init(device),
-            dense: LinearConfig::new(self.conv2_filters, self.dense).init(device),
+            features: (self.features > 0)
+                .then(|| LinearConfig::new(self.features, self.feature_units).init(device)),
+            dense: LinearConfig::new(
+                self.conv2_filters
+                    + if self.features > 0 {
+                        self.feature_units
+                    } else {
+                        0
+                    },
+                self.dense,
+            )
+            .init(device),
             head: LinearConfig::new(self.dense, self.classes).init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
             relu: Relu::new(),
@@ -113,14 +156,16 @@ pub fn position_code(tokens: usize, channels: usize) -> Vec<f32> {
     out
 }
 
-/// The segment network.
+/// The network (segment or beat model).
 #[derive(Module, Debug)]
-pub struct SegmentNet {
+pub struct AttentionNet {
     pub conv1: Conv1d,
     pub conv2: Conv1d,
     pub conv3: Conv1d,
     pub pool: MaxPool1d,
     pub attention: MultiHeadAttention,
+    /// The features' Dense layer (beat model only).
+    pub features: Option<Linear>,
     pub dense: Linear,
     pub head: Linear,
     pub dropout: Dropout,
@@ -129,16 +174,17 @@ pub struct SegmentNet {
 }
 
 /// Outputs of one forward pass.
-pub struct SegmentOutput {
+pub struct NetOutput {
     /// `[batch, classes]`
     pub logits: Tensor<2>,
     /// `[batch, tokens]`
     pub attention: Tensor<2>,
 }
 
-impl SegmentNet {
-    /// Forward pass on `[batch, 1, samples]`.
-    pub fn forward(&self, signal: Tensor<3>) -> SegmentOutput {
+impl AttentionNet {
+    /// Forward pass on `[batch, 1, samples]` and, for a network with a feature
+    /// input, `[batch, features]` (ignored by one without).
+    pub fn forward(&self, signal: Tensor<3>, features: Option<Tensor<2>>) -> NetOutput {
         let x = self
             .pool
             .forward(self.relu.forward(self.conv1.forward(signal)));
@@ -155,12 +201,18 @@ impl SegmentNet {
         let mha = self.attention.forward(MhaInput::self_attn(tokens.clone()));
         let hidden = tokens + mha.context;
         let pooled: Tensor<2> = hidden.mean_dim(1).squeeze_dim(1);
+        let pooled = match (&self.features, features) {
+            (Some(layer), Some(f)) => {
+                Tensor::cat(vec![pooled, self.relu.forward(layer.forward(f))], 1)
+            }
+            _ => pooled,
+        };
         let dense = self
             .dropout
             .forward(self.relu.forward(self.dense.forward(pooled)));
         let logits = self.head.forward(dense);
         // weights [B, H, T, T]: mean over heads and queries -> [B, T]
         let attention: Tensor<2> = mha.weights.mean_dim(1).mean_dim(2).squeeze_dims(&[1, 2]);
-        SegmentOutput { logits, attention }
+        NetOutput { logits, attention }
     }
 }

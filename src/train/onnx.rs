@@ -1,11 +1,12 @@
-//! Writes the trained [`SegmentNet`] as an ONNX model, node by node.
+//! Writes the trained [`AttentionNet`] as an ONNX model, node by node.
 //!
 //! The `ModelProto` types come from the vendored `proto/onnx.proto` (compiled by
-//! `prost` + `protox` in `build.rs`). The graph mirrors `SegmentNet::forward`
+//! `prost` + `protox` in `build.rs`). The graph mirrors `AttentionNet::forward`
 //! exactly (opset 17): Conv / Relu / MaxPool, the attention's MatMul + Add
 //! projections, per-head Reshape / Transpose, scaled scores, Softmax, the
-//! residual, ReduceMean pooling and the dense head. Input `signal`
-//! `[batch, 1, samples]`; outputs `logits` `[batch, classes]` and `attention`
+//! residual, ReduceMean pooling, the feature branch and Concat (beat model) and
+//! the dense head. Inputs `signal` `[batch, 1, samples]` and, for the beat model,
+//! `features` `[batch, n]`; outputs `logits` `[batch, classes]` and `attention`
 //! `[batch, tokens]`; `batch` is dynamic.
 
 use burn::module::Param;
@@ -14,7 +15,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use prost::Message;
 
-use super::model::{position_code, SegmentNet, SegmentNetConfig};
+use super::model::{position_code, AttentionNet, AttentionNetConfig};
 
 /// Generated from `proto/onnx.proto`.
 #[allow(clippy::all, missing_docs)]
@@ -184,7 +185,7 @@ fn value_info(name: &str, dims: &[Option<i64>]) -> proto::ValueInfoProto {
 
 /// The attention block: projections, per-head scores, softmax, context, residual.
 /// Returns (hidden, attention weights `[B, H, T, T]`).
-fn attention(g: &mut Graph, net: &SegmentNet, tokens: &str) -> (String, String) {
+fn attention(g: &mut Graph, net: &AttentionNet, tokens: &str) -> (String, String) {
     let mha = &net.attention;
     let (heads, d_k, d_model) = (mha.n_heads as i64, mha.d_k as i64, mha.d_model as i64);
     let split = g.int64("shape.split_heads", &[0, -1, heads, d_k]);
@@ -225,7 +226,7 @@ fn attention(g: &mut Graph, net: &SegmentNet, tokens: &str) -> (String, String) 
 }
 
 /// Serialises `net` (trained with `cfg`) as ONNX bytes.
-pub fn export(net: &SegmentNet, cfg: &SegmentNetConfig, name: &str, version: &str) -> Vec<u8> {
+pub fn export(net: &AttentionNet, cfg: &AttentionNetConfig, name: &str, version: &str) -> Vec<u8> {
     let mut g = Graph::default();
     let x = g.conv("conv1", "signal", &net.conv1, cfg.conv1_kernel / 2);
     let x = g.relu(&x);
@@ -246,12 +247,31 @@ pub fn export(net: &SegmentNet, cfg: &SegmentNetConfig, name: &str, version: &st
         tokens = g.node("Add", &[&tokens, &code], "tokens.positioned", vec![]);
     }
     let (hidden, weights) = attention(&mut g, net, &tokens);
-    let pooled = g.node(
+    let mut pooled = g.node(
         "ReduceMean",
         &[&hidden],
         "pooled",
         vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)],
     );
+    let mut inputs = vec![value_info(
+        "signal",
+        &[
+            None,
+            Some(cfg.input_channels as i64),
+            Some(cfg.input_samples as i64),
+        ],
+    )];
+    if let Some(layer) = &net.features {
+        let f = g.linear("features.dense", "features", layer);
+        let f = g.relu(&f);
+        pooled = g.node(
+            "Concat",
+            &[&pooled, &f],
+            "pooled.features",
+            vec![attr_int("axis", 1)],
+        );
+        inputs.push(value_info("features", &[None, Some(cfg.features as i64)]));
+    }
     let dense = g.linear("dense", &pooled, &net.dense);
     let dense = g.relu(&dense);
     let logits = g.linear("head", &dense, &net.head);
@@ -266,10 +286,7 @@ pub fn export(net: &SegmentNet, cfg: &SegmentNetConfig, name: &str, version: &st
         name: Some(name.into()),
         node: g.nodes,
         initializer: g.initializers,
-        input: vec![value_info(
-            "signal",
-            &[None, Some(1), Some(cfg.input_samples as i64)],
-        )],
+        input: inputs,
         output: vec![
             value_info("logits", &[None, Some(cfg.classes as i64)]),
             value_info("attention", &[None, Some(cfg.tokens() as i64)]),
@@ -282,7 +299,8 @@ pub fn export(net: &SegmentNet, cfg: &SegmentNetConfig, name: &str, version: &st
         producer_version: Some(env!("CARGO_PKG_VERSION").into()),
         model_version: Some(1),
         doc_string: Some(format!(
-            "{name} {version}: CNN + 8-head self-attention ECG segment classifier"
+            "{name} {version}: CNN + {}-head self-attention ECG classifier ({} classes)",
+            cfg.heads, cfg.classes
         )),
         opset_import: vec![proto::OperatorSetIdProto {
             domain: Some(String::new()),

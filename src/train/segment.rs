@@ -8,14 +8,12 @@ use serde_json::json;
 
 use super::data::{load_windows, SplitMix, WindowSet, ABNORMAL, DS1, DS2, LABELS, PACED};
 use super::metrics::BinaryReport;
-use super::onnx;
-use super::training::{check_parity, predict_onnx, train, TrainingConfig};
+use super::training::{column, fit_and_export, predict_onnx, TrainingConfig};
 use crate::engine::{Provider, Runtime};
 use crate::model::card::{sha256_hex, AttentionMap, Decision, Split, TensorSpec};
 use crate::model::{ModelCard, Preprocessing};
 
-/// Largest ONNX-vs-burn difference accepted after export.
-pub const PARITY_TOLERANCE: f64 = 1e-4;
+pub use super::training::PARITY_TOLERANCE;
 
 /// How records become train / validation / test sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -27,9 +25,9 @@ pub enum SplitKind {
     Random,
 }
 
-/// Everything `ecg-train segment` needs.
+/// Everything `ecg-train segment` and `ecg-train beat` need.
 #[derive(Debug, Clone)]
-pub struct SegmentOptions {
+pub struct TrainOptions {
     pub db: PathBuf,
     pub out: PathBuf,
     pub name: String,
@@ -41,16 +39,21 @@ pub struct SegmentOptions {
     pub max_windows: Option<usize>,
 }
 
-struct Sets {
-    split: Split,
-    train: WindowSet,
-    val: WindowSet,
-    test: WindowSet,
+/// The three sets of a run and the split that made them.
+pub struct Sets {
+    pub split: Split,
+    pub train: WindowSet,
+    pub val: WindowSet,
+    pub test: WindowSet,
 }
 
-fn strings(list: &[&str]) -> Vec<String> {
+/// Owned copies of a list of record names.
+pub fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
+
+/// Loads the examples of some records; `true` for the training set.
+pub type Loader<'a> = &'a dyn Fn(&[String], bool) -> Result<WindowSet>;
 
 fn cap(set: WindowSet, max: Option<usize>, seed: u64) -> WindowSet {
     match max {
@@ -65,8 +68,8 @@ fn cap(set: WindowSet, max: Option<usize>, seed: u64) -> WindowSet {
     }
 }
 
-fn build_sets(opts: &SegmentOptions, prep: &Preprocessing) -> Result<Sets> {
-    let rule = opts.training.abnormal_fraction;
+/// The train / validation / test sets of `opts.split`, each from `load`.
+pub fn build_sets(opts: &TrainOptions, load: Loader) -> Result<Sets> {
     let seed = opts.training.seed;
     match opts.split {
         SplitKind::InterPatient => {
@@ -84,25 +87,9 @@ fn build_sets(opts: &SegmentOptions, prep: &Preprocessing) -> Result<Sets> {
                 val_names.len(),
                 DS2.len()
             );
-            let train_prep = Preprocessing {
-                hop_samples: opts.training.train_hop,
-                ..prep.clone()
-            };
-            let train = cap(
-                load_windows(&opts.db, &train_names, &train_prep, rule)?,
-                opts.max_windows,
-                seed,
-            );
-            let val = cap(
-                load_windows(&opts.db, &val_names, prep, rule)?,
-                opts.max_windows,
-                seed,
-            );
-            let test = cap(
-                load_windows(&opts.db, &strings(&DS2), prep, rule)?,
-                opts.max_windows,
-                seed,
-            );
+            let train = cap(load(&train_names, true)?, opts.max_windows, seed);
+            let val = cap(load(&val_names, false)?, opts.max_windows, seed);
+            let test = cap(load(&strings(&DS2), false)?, opts.max_windows, seed);
             let split = Split {
                 kind: "inter-patient: DS1 -> DS2 (de Chazal 2004)".into(),
                 train_records: train_names,
@@ -119,18 +106,15 @@ fn build_sets(opts: &SegmentOptions, prep: &Preprocessing) -> Result<Sets> {
         }
         SplitKind::Random => {
             let all: Vec<String> = strings(&DS1).into_iter().chain(strings(&DS2)).collect();
-            eprintln!(
-                "loading {} non-paced records for a RANDOM window split",
-                all.len()
-            );
-            let pooled = load_windows(&opts.db, &all, prep, rule)?;
+            eprintln!("loading {} non-paced records for a RANDOM split", all.len());
+            let pooled = load(&all, false)?;
             let mut idx: Vec<usize> = (0..pooled.len()).collect();
             SplitMix::new(seed).shuffle(&mut idx);
             let (n_test, n_val) = (pooled.len() / 10, pooled.len() / 10);
             let (test_idx, rest) = idx.split_at(n_test);
             let (val_idx, train_idx) = rest.split_at(n_val);
             let split = Split {
-                kind: "RANDOM window split 80/10/10 (patients leak between sets; figures are inflated, not inter-patient)".into(),
+                kind: "RANDOM split of windows or beats 80/10/10 (patients leak between sets; figures are inflated, not inter-patient)".into(),
                 train_records: all.clone(),
                 validation_records: all.clone(),
                 test_records: all,
@@ -150,9 +134,18 @@ fn build_sets(opts: &SegmentOptions, prep: &Preprocessing) -> Result<Sets> {
 /// Trains, exports, checks parity, evaluates and writes `<out>/<name>.onnx`,
 /// `<name>.json` (model card), `<name>.metrics.jsonl` and `<name>.report.json`.
 /// Returns the card's path.
-pub fn run(opts: &SegmentOptions) -> Result<PathBuf> {
+pub fn run(opts: &TrainOptions) -> Result<PathBuf> {
     let prep = Preprocessing::mitdb_default();
-    let sets = build_sets(opts, &prep)?;
+    let rule = opts.training.abnormal_fraction;
+    let train_prep = Preprocessing {
+        hop_samples: opts.training.train_hop,
+        ..prep.clone()
+    };
+    let load = |records: &[String], training: bool| {
+        let p = if training { &train_prep } else { &prep };
+        load_windows(&opts.db, records, p, rule)
+    };
+    let sets = build_sets(opts, &load)?;
     for (name, set) in [
         ("train", &sets.train),
         ("validation", &sets.val),
@@ -168,32 +161,15 @@ pub fn run(opts: &SegmentOptions) -> Result<PathBuf> {
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let base = opts.out.join(&opts.name);
     let mut cfg = opts.training.clone();
-    let trained = train(
+    let fitted = fit_and_export(
         &mut cfg,
-        &sets.train,
-        &sets.val,
-        &base.with_extension("metrics.jsonl"),
+        [&sets.train, &sets.val, &sets.test],
+        &base,
+        &opts.name,
+        &opts.version,
     )?;
-    let bytes = onnx::export(&trained.net, &cfg.model, &opts.name, &opts.version);
-    let onnx_path = base.with_extension("onnx");
-    std::fs::write(&onnx_path, &bytes)?;
-    let parity = check_parity(&trained.net, &bytes, &sets.test, 64)?;
-    eprintln!(
-        "ONNX Runtime parity on {} test windows: max |diff| logits {:.2e}, attention {:.2e}",
-        parity.windows, parity.max_abs_diff_logits, parity.max_abs_diff_attention
-    );
-    if parity.max_abs_diff_logits > PARITY_TOLERANCE
-        || parity.max_abs_diff_attention > PARITY_TOLERANCE
-    {
-        bail!("exported model differs from the trained network by more than {PARITY_TOLERANCE}");
-    }
-    let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
-    let val_report = BinaryReport::new(
-        &predict_onnx(&mut session, &sets.val, 64)?,
-        &sets.val.labels,
-        0.5,
-    );
-    let test_probs = predict_onnx(&mut session, &sets.test, 64)?;
+    let val_report = BinaryReport::new(&column(&fitted.val_probs, 2, 1), &sets.val.labels, 0.5);
+    let test_probs = column(&fitted.test_probs, 2, 1);
     let test_report = BinaryReport::new(&test_probs, &sets.test.labels, 0.5);
     print!(
         "{}",
@@ -207,9 +183,9 @@ pub fn run(opts: &SegmentOptions) -> Result<PathBuf> {
         "test": test_report,
         "test_per_record": per_record(&sets.test, &test_probs, 0.5),
         "validation": val_report,
-        "parity": parity,
-        "best_epoch": trained.best_epoch,
-        "epochs_run": trained.history.len(),
+        "parity": fitted.parity,
+        "best_epoch": fitted.best_epoch,
+        "epochs_run": fitted.epochs_run,
         "sets": {"train": sets.train.summary(), "validation": sets.val.summary(), "test": sets.test.summary()},
         "measured_with": format!("ecg-train segment (ONNX Runtime, {} test windows)", sets.test.len()),
     });
@@ -217,10 +193,14 @@ pub fn run(opts: &SegmentOptions) -> Result<PathBuf> {
         base.with_extension("report.json"),
         serde_json::to_string_pretty(&metrics)?,
     )?;
-    let card = card(opts, &cfg, &prep, sets.split, &bytes, metrics);
+    let card = card(opts, &cfg, &prep, sets.split, &fitted.bytes, metrics);
     let card_path = base.with_extension("json");
     card.write(&card_path)?;
-    eprintln!("wrote {} and {}", onnx_path.display(), card_path.display());
+    eprintln!(
+        "wrote {} and {}",
+        fitted.onnx_path.display(),
+        card_path.display()
+    );
     Ok(card_path)
 }
 
@@ -250,7 +230,7 @@ pub fn per_record(set: &WindowSet, probs: &[f64], threshold: f64) -> serde_json:
 }
 
 fn card(
-    opts: &SegmentOptions,
+    opts: &TrainOptions,
     cfg: &TrainingConfig,
     prep: &Preprocessing,
     split: Split,
@@ -309,9 +289,9 @@ fn card(
 }
 
 /// `ecg-train evaluate`: the model's held-out metrics, measured again through
-/// ONNX Runtime with the preprocessing of its card. `records` overrides the
-/// card's test records.
-pub fn evaluate(model: &Path, db: &Path, records: &[String]) -> Result<BinaryReport> {
+/// ONNX Runtime with the preprocessing of its card (segment or beat model).
+/// `records` overrides the card's test records.
+pub fn evaluate(model: &Path, db: &Path, records: &[String]) -> Result<serde_json::Value> {
     let card_path = model.with_extension("json");
     let card = ModelCard::read(&card_path)?;
     let bytes = card.read_verified_model(&card_path)?;
@@ -320,10 +300,14 @@ pub fn evaluate(model: &Path, db: &Path, records: &[String]) -> Result<BinaryRep
     } else {
         records.to_vec()
     };
+    if card.task == "beat" {
+        let report = super::beat::evaluate(&card, &bytes, db, &records)?;
+        return Ok(serde_json::to_value(report)?);
+    }
     let fraction = card.label_rule["abnormal_fraction"].as_f64().unwrap_or(0.5);
     let set = load_windows(db, &records, &card.preprocessing, fraction)?;
     let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
-    let probs = predict_onnx(&mut session, &set, 64)?;
+    let probs = column(&predict_onnx(&mut session, &set, 64)?, 2, 1);
     let report = BinaryReport::new(&probs, &set.labels, card.decision.threshold);
     print!(
         "{}",
@@ -335,5 +319,5 @@ pub fn evaluate(model: &Path, db: &Path, records: &[String]) -> Result<BinaryRep
             card.split.kind
         ))
     );
-    Ok(report)
+    Ok(serde_json::to_value(report)?)
 }

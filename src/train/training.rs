@@ -1,5 +1,5 @@
-//! The training loop: Adam with a per-epoch learning-rate decay, class-weighted
-//! cross-entropy on soft targets, Gaussian-noise augmentation, early stopping on
+//! The training loop of both models: Adam with a per-epoch learning-rate decay,
+//! class-weighted cross-entropy (on soft targets for the segment model), Gaussian-noise augmentation, early stopping on
 //! validation ROC AUC with the best weights kept, a seed, an `indicatif` progress
 //! bar and a JSON-lines metrics log per epoch; then ONNX export, the ONNX Runtime
 //! parity check and held-out evaluation through the exported file.
@@ -24,14 +24,53 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::data::{SplitMix, WindowSet, ABNORMAL};
-use super::metrics::BinaryReport;
-use super::model::{SegmentNet, SegmentNetConfig};
+use super::metrics::{BinaryReport, MultiReport};
+use super::model::{AttentionNet, AttentionNetConfig};
 use crate::engine::{OrtModel, Provider, Runtime};
+
+/// Fewest validation examples of a class for it to count in [`Selection::MacroF1`].
+pub const MIN_SELECTION_SUPPORT: usize = 20;
+
+/// The validation quantity that picks the epoch to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Selection {
+    /// ROC AUC of the second class (binary models: Abnormal).
+    RocAuc,
+    /// Mean F1 over the classes with at least [`MIN_SELECTION_SUPPORT`]
+    /// validation examples (a class of 2 examples would make the choice a coin toss).
+    MacroF1,
+}
+
+impl Selection {
+    /// The score of `probs` (`[n * classes]`) against `set`'s labels.
+    pub fn score(self, probs: &[f32], set: &WindowSet, classes: usize) -> f64 {
+        match self {
+            Selection::RocAuc => {
+                BinaryReport::new(&column(probs, classes, 1), &set.labels, 0.5).roc_auc
+            }
+            Selection::MacroF1 => {
+                let names = vec![""; classes];
+                let r = MultiReport::new(&MultiReport::argmax(probs, classes), &set.labels, &names);
+                let f1: Vec<f64> = r
+                    .classes
+                    .iter()
+                    .filter(|c| c.support >= MIN_SELECTION_SUPPORT)
+                    .map(|c| c.f1)
+                    .collect();
+                if f1.is_empty() {
+                    r.macro_f1
+                } else {
+                    f1.iter().sum::<f64>() / f1.len() as f64
+                }
+            }
+        }
+    }
+}
 
 /// Training hyper-parameters (saved in the model card).
 #[derive(Config, Debug)]
 pub struct TrainingConfig {
-    pub model: SegmentNetConfig,
+    pub model: AttentionNetConfig,
     #[config(default = 12)]
     pub max_epochs: usize,
     #[config(default = 32)]
@@ -50,14 +89,25 @@ pub struct TrainingConfig {
     /// a smaller hop shows the network each event at more offsets.
     #[config(default = 900)]
     pub train_hop: usize,
-    /// Class weights of the loss: inverse class frequency in the training set,
-    /// normalised to mean 1 (filled in by `train`).
+    /// Class weights of the loss: `(n / (classes * n_c)) ^ class_weight_power`
+    /// from the training set's class counts `n_c` (filled in by `train`).
     #[config(default = "Vec::new()")]
     pub class_weights: Vec<f32>,
+    /// 1: inverse class frequency; 0.5: its square root (gentler for classes
+    /// a hundred times rarer than the commonest); 0: no weighting.
+    #[config(default = 1.0)]
+    pub class_weight_power: f64,
+    /// Upper bound of any class weight (a class of a handful of examples,
+    /// such as Q in DS1, would otherwise get a weight in the thousands).
+    #[config(default = 1e9)]
+    pub max_class_weight: f64,
     /// Train on soft targets `[1 - f, f]` (`f`: non-N beat fraction) instead of
-    /// the 0/1 labels.
+    /// the 0/1 labels (binary models only).
     #[config(default = true)]
     pub soft_targets: bool,
+    /// What picks the epoch to keep.
+    #[config(default = "Selection::RocAuc")]
+    pub selection: Selection,
     /// Standard deviation of the Gaussian noise added to training windows
     /// (z-score units; 0 turns augmentation off).
     #[config(default = 0.05)]
@@ -74,9 +124,10 @@ pub struct EpochLog {
     pub train_loss: f64,
     pub val_loss: f64,
     pub val_accuracy: f64,
-    pub val_roc_auc: f64,
-    pub val_abnormal_recall: f64,
-    pub val_normal_specificity: f64,
+    /// The selection quantity (`selection` of the config).
+    pub val_score: f64,
+    /// Recall of each class at argmax.
+    pub val_recall: Vec<f64>,
     pub seconds: f64,
     pub windows_per_s: f64,
     pub best: bool,
@@ -84,7 +135,7 @@ pub struct EpochLog {
 
 /// A trained network and how it got there.
 pub struct Trained {
-    pub net: SegmentNet,
+    pub net: AttentionNet,
     pub best_epoch: usize,
     pub history: Vec<EpochLog>,
 }
@@ -101,13 +152,14 @@ fn scalar(t: Tensor<1>) -> Result<f64> {
 }
 
 /// The windows at `idx` as `[batch, 1, samples]`, with Gaussian noise of
-/// standard deviation `noise.1` when `noise` is given.
+/// standard deviation `noise.1` when `noise` is given, and their features as
+/// `[batch, n_features]` when the set has any.
 fn batch_tensor(
     set: &WindowSet,
     idx: &[usize],
     noise: Option<(&mut SplitMix, f64)>,
     device: &Device,
-) -> Tensor<3> {
+) -> (Tensor<3>, Option<Tensor<2>>) {
     let mut data = Vec::with_capacity(idx.len() * set.window_len);
     for &i in idx {
         data.extend_from_slice(set.window(i));
@@ -121,15 +173,36 @@ fn batch_tensor(
             }
         }
     }
-    Tensor::from_data(
-        TensorData::new(data, [idx.len(), 1, set.window_len]),
+    let [channels, samples] = set.example_shape();
+    let signal = Tensor::from_data(
+        TensorData::new(data, [idx.len(), channels, samples]),
         device,
-    )
+    );
+    let features = (set.n_features > 0).then(|| {
+        let rows: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| set.feature_row(i))
+            .copied()
+            .collect();
+        Tensor::from_data(TensorData::new(rows, [idx.len(), set.n_features]), device)
+    });
+    (signal, features)
 }
 
-/// Weighted targets `[batch, 2]`: `w [1 - f, f]` with `f` the soft target
-/// (non-N fraction) or the 0/1 label, and `w` the class weight of the window's
-/// label. The weight scales a window's whole target, not one component: weighting
+/// The flattened windows and features at `idx`, for ONNX Runtime.
+fn batch_arrays(set: &WindowSet, idx: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    let mut input = Vec::with_capacity(idx.len() * set.window_len);
+    let mut features = Vec::with_capacity(idx.len() * set.n_features);
+    for &i in idx {
+        input.extend_from_slice(set.window(i));
+        features.extend_from_slice(set.feature_row(i));
+    }
+    (input, features)
+}
+
+/// Weighted targets `[batch, classes]`: for a binary model `w [1 - f, f]` with
+/// `f` the soft target (non-N fraction) or the 0/1 label, otherwise `w` times
+/// the one-hot label; `w` is the class weight of the example's label. The weight scales a window's whole target, not one component: weighting
 /// the components (`[w_n (1 - f), w_a f]`) would move the loss's optimum to
 /// `P(Abnormal) = w_a f / (w_n (1 - f) + w_a f)`, which with `w_a / w_n` near 25
 /// passes 0.5 at `f` = 4 %: the network learnt "any ectopic beat", not the rule.
@@ -140,17 +213,23 @@ fn target_tensor(
     soft: bool,
     device: &Device,
 ) -> Tensor<2> {
-    let mut data = Vec::with_capacity(idx.len() * 2);
+    let classes = weights.len();
+    let mut data = Vec::with_capacity(idx.len() * classes);
     for &i in idx {
-        let f = if soft {
-            set.fractions[i]
+        let label = usize::from(set.labels[i]);
+        let w = weights[label];
+        if classes == 2 {
+            let f = if soft && !set.fractions.is_empty() {
+                set.fractions[i]
+            } else {
+                f32::from(set.labels[i] == ABNORMAL)
+            };
+            data.extend_from_slice(&[w * (1.0 - f), w * f]);
         } else {
-            f32::from(set.labels[i] == ABNORMAL)
-        };
-        let w = weights[usize::from(set.labels[i])];
-        data.extend_from_slice(&[w * (1.0 - f), w * f]);
+            data.extend((0..classes).map(|c| if c == label { w } else { 0.0 }));
+        }
     }
-    Tensor::from_data(TensorData::new(data, [idx.len(), 2]), device)
+    Tensor::from_data(TensorData::new(data, [idx.len(), classes]), device)
 }
 
 /// Weighted cross-entropy against (soft) targets: `-sum(t * log p) / sum(t)`
@@ -162,32 +241,35 @@ fn loss(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     (log_p * targets).sum().neg() / total
 }
 
-/// Inverse class frequencies normalised to mean 1.
-pub fn class_weights(labels: &[u8]) -> Vec<f32> {
-    let n = labels.len().max(1) as f64;
-    let abnormal = labels.iter().filter(|&&l| l == ABNORMAL).count().max(1) as f64;
-    let normal = (n - abnormal).max(1.0);
-    let (wn, wa) = (n / (2.0 * normal), n / (2.0 * abnormal));
-    vec![wn as f32, wa as f32]
+/// `min((n / (classes * n_c)) ^ power, max)` per class (`n_c` at least 1):
+/// with power 1 and no cap every class carries the same total weight.
+pub fn class_weights(counts: &[usize], power: f64, max: f64) -> Vec<f32> {
+    let n = counts.iter().sum::<usize>().max(1) as f64;
+    let k = counts.len().max(1) as f64;
+    counts
+        .iter()
+        .map(|&c| (n / (k * c.max(1) as f64)).powf(power).min(max) as f32)
+        .collect()
 }
 
-/// P(Abnormal) and mean loss of `net` over `set` (no gradients, no dropout).
+/// Class probabilities `[n * classes]` and mean loss of `net` over `set` (no
+/// gradients, no dropout).
 pub fn predict(
-    net: &SegmentNet,
+    net: &AttentionNet,
     set: &WindowSet,
     batch: usize,
     cfg: &TrainingConfig,
     device: &Device,
-) -> Result<(Vec<f64>, f64)> {
-    let mut probs = Vec::with_capacity(set.len());
+) -> Result<(Vec<f32>, f64)> {
+    let mut probs = Vec::with_capacity(set.len() * cfg.model.classes);
     let mut loss_sum = 0.0;
     let all: Vec<usize> = (0..set.len()).collect();
     for idx in all.chunks(batch.max(1)) {
-        let out = net.forward(batch_tensor(set, idx, None, device));
+        let (signal, features) = batch_tensor(set, idx, None, device);
+        let out = net.forward(signal, features);
         let targets = target_tensor(set, idx, &cfg.class_weights, cfg.soft_targets, device);
         loss_sum += scalar(loss(out.logits.clone(), targets))? * idx.len() as f64;
-        let p = to_f32(burn::tensor::activation::softmax(out.logits, 1))?;
-        probs.extend(p.chunks(2).map(|r| r[1] as f64));
+        probs.extend(to_f32(burn::tensor::activation::softmax(out.logits, 1))?);
     }
     Ok((probs, loss_sum / set.len().max(1) as f64))
 }
@@ -220,14 +302,18 @@ pub fn train(
     }
     let device = Device::flex().autodiff();
     device.seed(cfg.seed);
-    cfg.class_weights = class_weights(&train.labels);
+    cfg.class_weights = class_weights(
+        &train.class_counts(cfg.model.classes),
+        cfg.class_weight_power,
+        cfg.max_class_weight,
+    );
     let mut net = cfg.model.init(&device);
     let mut optim = AdamConfig::new().init();
     let mut noise_rng = SplitMix::new(cfg.seed ^ 0x5eed);
     let mut log_file =
         std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
     let mut rng = SplitMix::new(cfg.seed);
-    let (mut best, mut best_auc, mut best_epoch, mut history) =
+    let (mut best, mut best_score, mut best_epoch, mut history) =
         (net.valid(), f64::NEG_INFINITY, 0, Vec::new());
     let mut lr = cfg.learning_rate;
     for epoch in 1..=cfg.max_epochs {
@@ -238,9 +324,10 @@ pub fn train(
         let bar = progress(epoch, batches.len());
         let mut loss_sum = 0.0;
         for (b, idx) in batches.iter().enumerate() {
-            let input = batch_tensor(train, idx, Some((&mut noise_rng, cfg.noise_std)), &device);
+            let (signal, features) =
+                batch_tensor(train, idx, Some((&mut noise_rng, cfg.noise_std)), &device);
             let targets = target_tensor(train, idx, &cfg.class_weights, cfg.soft_targets, &device);
-            let loss = loss(net.forward(input).logits, targets);
+            let loss = loss(net.forward(signal, features).logits, targets);
             loss_sum += scalar(loss.clone())? * idx.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(lr, net, grads);
@@ -255,10 +342,13 @@ pub fn train(
         let valid = net.valid();
         lr *= cfg.lr_decay;
         let (probs, val_loss) = predict(&valid, val, 64, cfg, &valid_device(&device))?;
-        let report = BinaryReport::new(&probs, &val.labels, 0.5);
-        let is_best = report.roc_auc > best_auc;
+        let classes = cfg.model.classes;
+        let names = vec![""; classes];
+        let report = MultiReport::new(&MultiReport::argmax(&probs, classes), &val.labels, &names);
+        let score = cfg.selection.score(&probs, val, classes);
+        let is_best = score > best_score;
         if is_best {
-            (best, best_auc, best_epoch) = (valid, report.roc_auc, epoch);
+            (best, best_score, best_epoch) = (valid, score, epoch);
         }
         let seconds = started.elapsed().as_secs_f64();
         let entry = EpochLog {
@@ -266,18 +356,18 @@ pub fn train(
             train_loss: loss_sum / train.len() as f64,
             val_loss,
             val_accuracy: report.accuracy,
-            val_roc_auc: report.roc_auc,
-            val_abnormal_recall: report.classes[1].recall,
-            val_normal_specificity: report.classes[0].recall,
+            val_score: score,
+            val_recall: report.classes.iter().map(|c| c.recall).collect(),
             seconds,
             windows_per_s: train.len() as f64 / seconds,
             best: is_best,
         };
         let line = format!(
-            "train loss {:.4} val loss {:.4} val AUC {:.4} val acc {:.2}% {:.0} windows/s{}",
+            "train loss {:.4} val loss {:.4} val {:?} {:.4} val acc {:.2}% {:.0} examples/s{}",
             entry.train_loss,
             val_loss,
-            report.roc_auc,
+            cfg.selection,
+            score,
             100.0 * report.accuracy,
             entry.windows_per_s,
             if is_best { " (best)" } else { "" }
@@ -290,8 +380,8 @@ pub fn train(
         history.push(entry);
         if epoch - best_epoch >= cfg.patience {
             eprintln!(
-                "early stop: no better validation ROC AUC for {} epochs; keeping epoch {best_epoch}",
-                cfg.patience
+                "early stop: no better validation {:?} for {} epochs; keeping epoch {best_epoch}",
+                cfg.selection, cfg.patience
             );
             break;
         }
@@ -316,18 +406,16 @@ pub struct Parity {
 }
 
 /// Runs `net` (burn) and `onnx` (ONNX Runtime) on up to `n` windows of `set` and compares.
-pub fn check_parity(net: &SegmentNet, onnx: &[u8], set: &WindowSet, n: usize) -> Result<Parity> {
+pub fn check_parity(net: &AttentionNet, onnx: &[u8], set: &WindowSet, n: usize) -> Result<Parity> {
     let device = Device::flex();
     let idx: Vec<usize> = (0..set.len().min(n)).collect();
-    let out = net.forward(batch_tensor(set, &idx, None, &device));
+    let (signal, features) = batch_tensor(set, &idx, None, &device);
+    let out = net.forward(signal, features);
     let logits = to_f32(out.logits)?;
     let attention = to_f32(out.attention)?;
     let mut ort = Runtime::get()?.session(onnx, 2, Provider::Cpu)?;
-    let mut input = Vec::with_capacity(idx.len() * set.window_len);
-    for &i in &idx {
-        input.extend_from_slice(set.window(i));
-    }
-    let got = ort.run(&input, idx.len(), &[1, set.window_len])?;
+    let (input, features) = batch_arrays(set, &idx);
+    let got = ort.run(&input, idx.len(), &set.example_shape(), &features)?;
     let diff = |a: &[f32], b: &[f32]| -> f64 {
         if a.len() != b.len() {
             return f64::INFINITY;
@@ -344,17 +432,75 @@ pub fn check_parity(net: &SegmentNet, onnx: &[u8], set: &WindowSet, n: usize) ->
     })
 }
 
-/// P(Abnormal) of every window of `set` through an ONNX Runtime session.
-pub fn predict_onnx(model: &mut OrtModel, set: &WindowSet, batch: usize) -> Result<Vec<f64>> {
-    let mut probs = Vec::with_capacity(set.len());
+/// Class probabilities `[len * classes]` of every example of `set` through an
+/// ONNX Runtime session.
+pub fn predict_onnx(model: &mut OrtModel, set: &WindowSet, batch: usize) -> Result<Vec<f32>> {
+    let mut probs = Vec::new();
     let all: Vec<usize> = (0..set.len()).collect();
     for idx in all.chunks(batch.max(1)) {
-        let mut input = Vec::with_capacity(idx.len() * set.window_len);
-        for &i in idx {
-            input.extend_from_slice(set.window(i));
-        }
-        let out = model.run(&input, idx.len(), &[1, set.window_len])?;
-        probs.extend((0..idx.len()).map(|r| out.probabilities(r)[1] as f64));
+        let (input, features) = batch_arrays(set, idx);
+        let out = model.run(&input, idx.len(), &set.example_shape(), &features)?;
+        probs.extend((0..idx.len()).flat_map(|r| out.probabilities(r)));
     }
     Ok(probs)
+}
+
+/// Column `c` of `[n * classes]` probabilities, as f64 scores.
+pub fn column(probs: &[f32], classes: usize, c: usize) -> Vec<f64> {
+    probs.chunks(classes).map(|r| r[c] as f64).collect()
+}
+
+/// Largest ONNX-vs-burn difference accepted after export.
+pub const PARITY_TOLERANCE: f64 = 1e-4;
+
+/// A trained, exported and parity-checked model with its held-out predictions.
+pub struct Fitted {
+    /// The `.onnx` bytes (already written).
+    pub bytes: Vec<u8>,
+    pub onnx_path: std::path::PathBuf,
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub parity: Parity,
+    /// Class probabilities through ONNX Runtime, `[len * classes]`.
+    pub val_probs: Vec<f32>,
+    pub test_probs: Vec<f32>,
+}
+
+/// What both models do after their data are ready: train (metrics log at
+/// `<base>.metrics.jsonl`), export `<base>.onnx`, check ONNX Runtime against burn
+/// on up to 64 test examples (an error beyond [`PARITY_TOLERANCE`]), and predict
+/// the validation and test sets through the exported file.
+pub fn fit_and_export(
+    cfg: &mut TrainingConfig,
+    sets: [&WindowSet; 3],
+    base: &Path,
+    name: &str,
+    version: &str,
+) -> Result<Fitted> {
+    let [train_set, val, test] = sets;
+    let trained = train(cfg, train_set, val, &base.with_extension("metrics.jsonl"))?;
+    let bytes = super::onnx::export(&trained.net, &cfg.model, name, version);
+    let onnx_path = base.with_extension("onnx");
+    std::fs::write(&onnx_path, &bytes)
+        .with_context(|| format!("cannot write {}", onnx_path.display()))?;
+    let parity = check_parity(&trained.net, &bytes, test, 64)?;
+    eprintln!(
+        "ONNX Runtime parity on {} test examples: max |diff| logits {:.2e}, attention {:.2e}",
+        parity.windows, parity.max_abs_diff_logits, parity.max_abs_diff_attention
+    );
+    if parity.max_abs_diff_logits > PARITY_TOLERANCE
+        || parity.max_abs_diff_attention > PARITY_TOLERANCE
+    {
+        bail!("exported model differs from the trained network by more than {PARITY_TOLERANCE}");
+    }
+    let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
+    Ok(Fitted {
+        val_probs: predict_onnx(&mut session, val, 256)?,
+        test_probs: predict_onnx(&mut session, test, 256)?,
+        bytes,
+        onnx_path,
+        best_epoch: trained.best_epoch,
+        epochs_run: trained.history.len(),
+        parity,
+    })
 }
