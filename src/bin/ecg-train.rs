@@ -132,6 +132,12 @@ enum Command {
         /// Cap on any class weight (Q has a handful of DS1 beats).
         #[arg(long, default_value_t = 10.0)]
         max_class_weight: f64,
+        /// Training beats move by up to this many samples (R-peak jitter).
+        #[arg(long, default_value_t = 4)]
+        shift_max: usize,
+        /// Training beats are scaled by 1 + N(0, this).
+        #[arg(long, default_value_t = 0.1)]
+        scale_std: f64,
     },
     /// Measure a trained model (ONNX Runtime) on its card's test records.
     Evaluate {
@@ -174,6 +180,8 @@ fn main() -> anyhow::Result<()> {
             epochs,
             class_weight_power,
             max_class_weight,
+            shift_max,
+            scale_std,
         } => {
             let prep = Preprocessing::mitdb_beat();
             let features = prep.beat.as_ref().map_or(0, |b| b.features.len());
@@ -185,7 +193,9 @@ fn main() -> anyhow::Result<()> {
                 .with_soft_targets(false)
                 .with_selection(Selection::MacroF1)
                 .with_class_weight_power(class_weight_power)
-                .with_max_class_weight(max_class_weight);
+                .with_max_class_weight(max_class_weight)
+                .with_shift_max(shift_max)
+                .with_scale_std(scale_std);
             beat::run(&opts)?;
         }
         Command::Evaluate {

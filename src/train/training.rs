@@ -112,6 +112,12 @@ pub struct TrainingConfig {
     /// (z-score units; 0 turns augmentation off).
     #[config(default = 0.05)]
     pub noise_std: f64,
+    /// Training beats move by up to this many samples (first channel only).
+    #[config(default = 0)]
+    pub shift_max: usize,
+    /// Training beats are scaled by `1 + N(0, scale_std)` (first channel only).
+    #[config(default = 0.0)]
+    pub scale_std: f64,
     /// The learning rate is multiplied by this after every epoch.
     #[config(default = 0.85)]
     pub lr_decay: f64,
@@ -151,19 +157,58 @@ fn scalar(t: Tensor<1>) -> Result<f64> {
     Ok(to_f32(t)?.first().copied().unwrap_or(f32::NAN) as f64)
 }
 
-/// The windows at `idx` as `[batch, 1, samples]`, with Gaussian noise of
-/// standard deviation `noise.1` when `noise` is given, and their features as
-/// `[batch, n_features]` when the set has any.
+/// Augmentation of training examples.
+#[derive(Debug, Clone, Copy)]
+struct Augment {
+    noise_std: f64,
+    shift_max: usize,
+    scale_std: f64,
+}
+
+/// Shifts the first channel of `example` (`[channels * samples]`) by a random
+/// whole number of samples in `-max..=max` (edge samples repeat) and scales it by
+/// `1 + N(0, scale_std)`: an R peak found a few samples off, a beat a little
+/// taller or smaller. The other channels (the template) stay as they are.
+fn jitter(example: &mut [f32], samples: usize, rng: &mut SplitMix, a: Augment) {
+    let n = samples.min(example.len());
+    let first = &mut example[..n];
+    if a.shift_max > 0 && !first.is_empty() {
+        let span = 2 * a.shift_max + 1;
+        let shift = (rng.next_u64() % span as u64) as isize - a.shift_max as isize;
+        let original = first.to_vec();
+        let last = original.len() as isize - 1;
+        for (k, v) in first.iter_mut().enumerate() {
+            *v = original[(k as isize + shift).clamp(0, last) as usize];
+        }
+    }
+    if a.scale_std > 0.0 {
+        let factor = (1.0 + rng.gaussian_pair().0 * a.scale_std) as f32;
+        first.iter_mut().for_each(|v| *v *= factor);
+    }
+}
+
+/// The windows at `idx` as `[batch, channels, samples]`, augmented when
+/// `augment` is given, and their features as `[batch, n_features]` when the set
+/// has any.
 fn batch_tensor(
     set: &WindowSet,
     idx: &[usize],
-    noise: Option<(&mut SplitMix, f64)>,
+    augment: Option<(&mut SplitMix, Augment)>,
     device: &Device,
 ) -> (Tensor<3>, Option<Tensor<2>>) {
     let mut data = Vec::with_capacity(idx.len() * set.window_len);
     for &i in idx {
         data.extend_from_slice(set.window(i));
     }
+    let [_, samples] = set.example_shape();
+    let noise = augment.map(|(rng, a)| {
+        if a.shift_max > 0 || a.scale_std > 0.0 {
+            for example in data.chunks_mut(set.window_len.max(1)) {
+                jitter(example, samples, rng, a);
+            }
+        }
+        (rng, a.noise_std)
+    });
     if let Some((rng, std)) = noise.filter(|(_, std)| *std > 0.0) {
         for pair in data.chunks_mut(2) {
             let (a, b) = rng.gaussian_pair();
@@ -310,6 +355,11 @@ pub fn train(
     let mut net = cfg.model.init(&device);
     let mut optim = AdamConfig::new().init();
     let mut noise_rng = SplitMix::new(cfg.seed ^ 0x5eed);
+    let augment = Augment {
+        noise_std: cfg.noise_std,
+        shift_max: cfg.shift_max,
+        scale_std: cfg.scale_std,
+    };
     let mut log_file =
         std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
     let mut rng = SplitMix::new(cfg.seed);
@@ -325,7 +375,7 @@ pub fn train(
         let mut loss_sum = 0.0;
         for (b, idx) in batches.iter().enumerate() {
             let (signal, features) =
-                batch_tensor(train, idx, Some((&mut noise_rng, cfg.noise_std)), &device);
+                batch_tensor(train, idx, Some((&mut noise_rng, augment)), &device);
             let targets = target_tensor(train, idx, &cfg.class_weights, cfg.soft_targets, &device);
             let loss = loss(net.forward(signal, features).logits, targets);
             loss_sum += scalar(loss.clone())? * idx.len() as f64;
