@@ -132,11 +132,11 @@ enum Command {
         /// Cap on any class weight (Q has a handful of DS1 beats).
         #[arg(long, default_value_t = 10.0)]
         max_class_weight: f64,
-        /// Training beats move by up to this many samples (R-peak jitter).
-        #[arg(long, default_value_t = 4)]
+        /// Training beats move by up to this many samples (R-peak jitter; 0 = off).
+        #[arg(long, default_value_t = 0)]
         shift_max: usize,
-        /// Training beats are scaled by 1 + N(0, this).
-        #[arg(long, default_value_t = 0.1)]
+        /// Training beats are scaled by 1 + N(0, this) (0 = off).
+        #[arg(long, default_value_t = 0.0)]
         scale_std: f64,
     },
     /// Measure a trained model (ONNX Runtime) on its card's test records.
