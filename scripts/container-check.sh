@@ -60,8 +60,11 @@ a = json.load(sys.stdin)
 s, m = a["summary"], a["model"]
 assert s["segments"] == len(a["segments"]) > 0, "no segments"
 assert len(a["beats"]) > 0, "no beats"
-print("[container-check] /predict: model %s %s, %d segments, %d beats, label %s, %.0f ms"
-      % (m["name"], m["version"], s["segments"], len(a["beats"]), s["label"], a["timing_ms"]["total"]))'
+b = a.get("beat_model") or {}
+assert b and all("label" in x for x in a["beats"]), "beats not labelled by a beat model"
+print("[container-check] /predict: model %s %s + %s %s, %d segments, %d beats %s, label %s, %.0f ms"
+      % (m["name"], m["version"], b.get("name"), b.get("version"), s["segments"], len(a["beats"]),
+         s.get("beat_counts"), s["label"], a["timing_ms"]["total"]))'
 
 t0=$(date +%s.%N)
 "$ENGINE" stop -t 10 "$NAME" >/dev/null

@@ -199,6 +199,18 @@ async fn beats_are_labelled_compared_with_the_reference_and_served_as_csv() {
         assert_eq!(first[2], plain["beats"][0]["label"].as_str().unwrap());
         assert_eq!(text.lines().count(), beats.len() + 1);
     }
+    // gzip for clients that accept it.
+    let r = reqwest::Client::new()
+        .post(server.url("/predict"))
+        .header("accept-encoding", "gzip")
+        .multipart(wfdb_form(fixture("100.hea"), fixture("100.dat")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let zipped = r.bytes().await.unwrap().len();
+    assert!(zipped * 2 < serde_json::to_vec(&plain).unwrap().len(), "{zipped} bytes gzipped");
     // Unknown include parts and answer formats are named in a 400.
     for (query, field) in [
         ("?include=everything", "include"),

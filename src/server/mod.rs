@@ -22,6 +22,7 @@ use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use subtle::ConstantTimeEq;
 use tower_http::classify::ServerErrorsFailureClass;
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -168,6 +169,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(middleware::from_fn(record_metrics))
+        // gzip when the client accepts it: record 100's answer goes from 923 kB
+        // to 275 kB; a 24-hour Holter's (tens of MB of JSON) likewise.
+        .layer(CompressionLayer::new())
         .layer(cors(&state.config.cors_origins))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(

@@ -162,7 +162,7 @@ pub fn run(opts: &TrainOptions) -> Result<PathBuf> {
     let test_report = MultiReport::new(&test_pred, &sets.test.labels, &names);
     print!(
         "{}",
-        val_report.table("validation (DS1 records held out of training)")
+        val_report.table(&format!("validation: {}", sets.split.kind))
     );
     print!(
         "{}",

@@ -173,7 +173,7 @@ pub fn run(opts: &TrainOptions) -> Result<PathBuf> {
     let test_report = BinaryReport::new(&test_probs, &sets.test.labels, 0.5);
     print!(
         "{}",
-        val_report.table("validation (DS1 records held out of training)")
+        val_report.table(&format!("validation: {}", sets.split.kind))
     );
     print!(
         "{}",
