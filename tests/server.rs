@@ -210,7 +210,10 @@ async fn beats_are_labelled_compared_with_the_reference_and_served_as_csv() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-encoding"], "gzip");
     let zipped = r.bytes().await.unwrap().len();
-    assert!(zipped * 2 < serde_json::to_vec(&plain).unwrap().len(), "{zipped} bytes gzipped");
+    assert!(
+        zipped * 2 < serde_json::to_vec(&plain).unwrap().len(),
+        "{zipped} bytes gzipped"
+    );
     // Unknown include parts and answer formats are named in a 400.
     for (query, field) in [
         ("?include=everything", "include"),
