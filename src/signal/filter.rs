@@ -135,12 +135,26 @@ impl ZeroPhase {
         let g = *gain;
         match (unit.as_slice(), state) {
             ([a, b], [sa, sb]) => {
-                samples.for_each(|v| *v = g * unit_df1(b, sb, unit_df1(a, sa, *v)))
+                let (mut la, mut lb) = (*sa, *sb);
+                samples.for_each(|v| *v = g * unit_df1(b, &mut lb, unit_df1(a, &mut la, *v)));
+                (*sa, *sb) = (la, lb);
             }
-            ([a, b, c, d], [sa, sb, sc, sd]) => samples.for_each(|v| {
-                let y = unit_df1(c, sc, unit_df1(b, sb, unit_df1(a, sa, *v)));
-                *v = g * unit_df1(d, sd, y)
-            }),
+            ([a, b, c, d], [sa, sb, sc, sd]) => {
+                // Local copies of the states, so they can stay in registers.
+                // Alternating A/B runs of the pipeline bench: no change beyond
+                // noise for these four sections, R peaks (the two-section arm)
+                // 16.2-17.3 ms against 17.8-20.2 ms.
+                let (mut la, mut lb, mut lc, mut ld) = (*sa, *sb, *sc, *sd);
+                samples.for_each(|v| {
+                    let y = unit_df1(
+                        &c,
+                        &mut lc,
+                        unit_df1(&b, &mut lb, unit_df1(&a, &mut la, *v)),
+                    );
+                    *v = g * unit_df1(&d, &mut ld, y)
+                });
+                (*sa, *sb, *sc, *sd) = (la, lb, lc, ld);
+            }
             (sections, state) => samples.for_each(|v| {
                 *v = g * sections
                     .iter()
