@@ -105,7 +105,8 @@ async fn read_parts(
 /// beat (at the upload's own sampling rate) with its AAMI class and probabilities,
 /// beat counts and ectopic burden. Add a part `atr` (WFDB annotations) to get
 /// `reference`: our detection and classification scored against it. `format=csv`
-/// (or `Accept: text/csv`) answers with the beat table as CSV.
+/// (or `Accept: text/csv`) answers with the beat table as CSV, `format=svg` with a
+/// picture of `start_s`..`end_s` (default: the most abnormal segment).
 #[utoipa::path(
     post,
     path = "/predict",
@@ -113,10 +114,11 @@ async fn read_parts(
     params(PredictParams),
     request_body(content = PredictUpload, content_type = "multipart/form-data"),
     responses(
-        (status = 200, description = "Labels, probabilities, attention and labelled beats (JSON), or the beat table (text/csv)", body = PredictResponse,
+        (status = 200, description = "Labels, probabilities, attention and labelled beats (JSON), the beat table (`format=csv`) or a picture (`format=svg`)", body = PredictResponse,
             content(
                 (PredictResponse = "application/json"),
-                (String = "text/csv", example = "sample,time_s,label,p_N,p_S,p_V,p_F,p_Q\n77,0.2139,N,0.9990,0.0004,0.0003,0.0002,0.0001\n")
+                (String = "text/csv", example = "sample,time_s,label,p_N,p_S,p_V,p_F,p_Q\n77,0.2139,N,0.5990,0.3974,0.0026,0.0009,0.0000\n"),
+                (String = "image/svg+xml")
             )),
         (status = 400, description = "Malformed request (no file, duplicate parts, bad multipart)", body = ErrorBody,
             example = json!({"error": "no file in the upload; send a WFDB pair (.hea + .dat), a .dat alone (layout in query parameters), or a .csv; optionally a .atr", "error_type": "bad_request", "detail": {}})),
