@@ -127,7 +127,7 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         epochs: usize,
         /// Class weights are (inverse class frequency) ^ this: 1 full, 0 none.
-        #[arg(long, default_value_t = 0.5)]
+        #[arg(long, default_value_t = 1.0)]
         class_weight_power: f64,
         /// Cap on any class weight (Q has a handful of DS1 beats).
         #[arg(long, default_value_t = 10.0)]

@@ -117,7 +117,7 @@ async fn read_parts(
         (status = 200, description = "Labels, probabilities, attention and labelled beats (JSON), the beat table (`format=csv`) or a picture (`format=svg`)", body = PredictResponse,
             content(
                 (PredictResponse = "application/json"),
-                (String = "text/csv", example = "sample,time_s,label,p_N,p_S,p_V,p_F,p_Q\n77,0.2139,N,0.5990,0.3974,0.0026,0.0009,0.0000\n"),
+                (String = "text/csv", example = "sample,time_s,label,p_N,p_S,p_V,p_F,p_Q\n77,0.2139,N,0.5296,0.4695,0.0006,0.0003,0.0000\n"),
                 (String = "image/svg+xml")
             )),
         (status = 400, description = "Malformed request (no file, duplicate parts, bad multipart)", body = ErrorBody,
