@@ -231,6 +231,58 @@ async fn beats_are_labelled_compared_with_the_reference_and_served_as_csv() {
     server.stop().await;
 }
 
+/// `--beat-model none`: beats without labels, no counts, a two-column CSV; a
+/// missing beat model makes the service unready, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_beat_model_beats_come_unlabelled() {
+    let server = Server::start(&["--beat-model", "none"]).await;
+    server.wait_ready().await;
+    let (status, v) = post(
+        &server,
+        "",
+        wfdb_form(fixture("100.hea"), fixture("100.dat")),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["beats"].as_array().unwrap().len() > 2000);
+    assert!(v["beats"][0].get("label").is_none(), "{}", v["beats"][0]);
+    assert!(v["summary"].get("beat_counts").is_none());
+    assert!(v.get("beat_model").is_none());
+    let text = reqwest::Client::new()
+        .post(server.url("/predict?format=csv"))
+        .multipart(wfdb_form(fixture("100.hea"), fixture("100.dat")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text.lines().next(), Some("sample,time_s"));
+    server.stop().await;
+
+    let server = Server::start(&["--beat-model", "no-such-beat-model"]).await;
+    // The segment model may still be loading at first: wait for the verdict.
+    let mut body = Value::Null;
+    for _ in 0..200 {
+        let r = reqwest::get(server.url("/health/ready")).await.unwrap();
+        assert_eq!(r.status(), 503);
+        body = r.json().await.unwrap();
+        if body["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        body["reason"].as_str().unwrap().contains("beat model")
+            && body["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no-such-beat-model.json"),
+        "{body}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn formats_212_and_16_agree_and_resampled_input_mostly_agrees() {
     let server = Server::start(&[]).await;
