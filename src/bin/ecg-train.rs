@@ -138,6 +138,13 @@ enum Command {
         /// Training beats are scaled by 1 + N(0, this) (0 = off).
         #[arg(long, default_value_t = 0.0)]
         scale_std: f64,
+        /// Stride of the first convolution (2 halves the network's work).
+        #[arg(long, default_value_t = 1)]
+        conv1_stride: usize,
+        /// Kernel and stride of the step that makes tokens (samples per token =
+        /// 4 x conv1-stride x this).
+        #[arg(long, default_value_t = 3)]
+        token_stride: usize,
     },
     /// Measure a trained model (ONNX Runtime) on its card's test records.
     Evaluate {
@@ -182,11 +189,15 @@ fn main() -> anyhow::Result<()> {
             max_class_weight,
             shift_max,
             scale_std,
+            conv1_stride,
+            token_stride,
         } => {
             let prep = Preprocessing::mitdb_beat();
             let features = prep.beat.as_ref().map_or(0, |b| b.features.len());
             let net =
-                AttentionNetConfig::beat(prep.input_channels(), prep.window_samples, features);
+                AttentionNetConfig::beat(prep.input_channels(), prep.window_samples, features)
+                    .with_conv1_stride(conv1_stride)
+                    .with_token_stride(token_stride);
             let mut opts = common.options(name, net, epochs, &BEAT_VALIDATION);
             opts.training = opts
                 .training
