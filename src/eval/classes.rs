@@ -16,7 +16,8 @@ pub struct ClassMetrics {
     pub f1: f64,
 }
 
-fn ratio(a: usize, b: usize) -> f64 {
+/// `a / b`, 0 when `b` is 0 (a class never predicted has precision 0).
+pub fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 {
         0.0
     } else {

@@ -18,11 +18,11 @@ use serde_json::json;
 
 use super::data::{load_record, WindowSet};
 use super::metrics::MultiReport;
-use super::segment::{build_sets, strings, TrainOptions};
+use super::segment::{build_sets, model_card, strings, CardSpecifics, TrainOptions};
 use super::training::{fit_and_export, predict_onnx, TrainingConfig};
 use crate::engine::{Provider, Runtime};
 use crate::eval::bxb::{label_detections, DetectionCounts};
-use crate::model::card::{sha256_hex, AttentionMap, Decision, TensorSpec};
+use crate::model::card::Decision;
 use crate::model::{ModelCard, Preprocessing};
 use crate::signal::qrs::detect_r_peaks;
 use crate::signal::wfdb::Annotation;
@@ -189,7 +189,16 @@ pub fn run(opts: &TrainOptions) -> Result<PathBuf> {
         base.with_extension("report.json"),
         serde_json::to_string_pretty(&metrics)?,
     )?;
-    let card = card(opts, &cfg, &prep, sets.split, &fitted.bytes, metrics);
+    let specifics = beat_specifics(&cfg);
+    let card = model_card(
+        opts,
+        &cfg,
+        &prep,
+        sets.split,
+        &fitted.bytes,
+        metrics,
+        specifics,
+    );
     let card_path = base.with_extension("json");
     card.write(&card_path)?;
     eprintln!(
@@ -200,47 +209,12 @@ pub fn run(opts: &TrainOptions) -> Result<PathBuf> {
     Ok(card_path)
 }
 
-fn card(
-    opts: &TrainOptions,
-    cfg: &TrainingConfig,
-    prep: &Preprocessing,
-    split: crate::model::card::Split,
-    bytes: &[u8],
-    metrics: serde_json::Value,
-) -> ModelCard {
-    let m = &cfg.model;
-    let spt = m.samples_per_token();
-    ModelCard {
-        name: opts.name.clone(),
-        version: opts.version.clone(),
-        task: "beat".into(),
-        file: format!("{}.onnx", opts.name),
-        sha256: sha256_hex(bytes),
+/// The beat model's part of its card.
+fn beat_specifics(cfg: &TrainingConfig) -> CardSpecifics {
+    CardSpecifics {
+        task: "beat",
         labels: strings(&labels()),
-        input: TensorSpec {
-            name: "signal".into(),
-            shape: vec![-1, m.input_channels as i64, m.input_samples as i64],
-            description: format!("window around each R peak of the band-passed lead at the model rate, beside the record's median beat (preprocessing.beat); second input `features` [-1, {}]: the RR features named in preprocessing.beat.features", m.features),
-        },
-        outputs: vec![
-            TensorSpec {
-                name: "logits".into(),
-                shape: vec![-1, m.classes as i64],
-                description: "class logits; softmax gives probabilities in `labels` order".into(),
-            },
-            TensorSpec {
-                name: "attention".into(),
-                shape: vec![-1, m.tokens() as i64],
-                description: "attention each token receives, averaged over heads and queries"
-                    .into(),
-            },
-        ],
-        preprocessing: prep.clone(),
-        attention: AttentionMap {
-            tokens: m.tokens(),
-            samples_per_token: spt,
-            token_s: spt as f64 / prep.sample_rate_hz,
-        },
+        input_description: format!("window around each R peak of the band-passed lead at the model rate, beside the record's median beat (preprocessing.beat); second input `features` [-1, {}]: the RR features named in preprocessing.beat.features", cfg.model.features),
         decision: Decision {
             positive_label: "N".into(),
             threshold: 0.0,
@@ -252,10 +226,6 @@ fn card(
             "aami": {"N": "N L R e j (B)", "S": "A a J S (n)", "V": "V E (r)", "F": "F", "Q": "/ f Q (?)"},
             "unmatched_detections": "left out",
         }),
-        split,
-        training: serde_json::to_value(cfg).unwrap_or_default(),
-        metrics,
-        created_by: format!("ecg-train {}", env!("CARGO_PKG_VERSION")),
     }
 }
 

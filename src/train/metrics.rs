@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::data::{ABNORMAL, LABELS};
+use crate::eval::classes::ratio;
 pub use crate::eval::classes::{class_metrics, ClassMetrics, MultiReport};
 
 /// A point of the ROC curve.
@@ -29,14 +30,6 @@ pub struct BinaryReport {
     pub roc_auc: f64,
     /// The ROC point with the highest recall whose specificity is >= 95 %.
     pub at_specificity_95: OperatingPoint,
-}
-
-fn ratio(a: usize, b: usize) -> f64 {
-    if b == 0 {
-        0.0
-    } else {
-        a as f64 / b as f64
-    }
 }
 
 /// ROC AUC by the rank-sum (Mann-Whitney) statistic, ties counted half.

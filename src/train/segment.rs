@@ -193,7 +193,16 @@ pub fn run(opts: &TrainOptions) -> Result<PathBuf> {
         base.with_extension("report.json"),
         serde_json::to_string_pretty(&metrics)?,
     )?;
-    let card = card(opts, &cfg, &prep, sets.split, &fitted.bytes, metrics);
+    let specifics = segment_specifics(&cfg);
+    let card = model_card(
+        opts,
+        &cfg,
+        &prep,
+        sets.split,
+        &fitted.bytes,
+        metrics,
+        specifics,
+    );
     let card_path = base.with_extension("json");
     card.write(&card_path)?;
     eprintln!(
@@ -229,27 +238,40 @@ pub fn per_record(set: &WindowSet, probs: &[f64], threshold: f64) -> serde_json:
         .collect()
 }
 
-fn card(
+/// What differs between the segment and the beat model's cards.
+pub struct CardSpecifics {
+    pub task: &'static str,
+    pub labels: Vec<String>,
+    pub input_description: String,
+    pub decision: Decision,
+    pub label_rule: serde_json::Value,
+}
+
+/// The model card of a trained network: the parts both models share (name,
+/// file digest, tensor shapes, preprocessing, attention map, split, training
+/// configuration, metrics) plus their `specifics`.
+pub fn model_card(
     opts: &TrainOptions,
     cfg: &TrainingConfig,
     prep: &Preprocessing,
     split: Split,
     bytes: &[u8],
     metrics: serde_json::Value,
+    specifics: CardSpecifics,
 ) -> ModelCard {
     let m = &cfg.model;
     let spt = m.samples_per_token();
     ModelCard {
         name: opts.name.clone(),
         version: opts.version.clone(),
-        task: "segment".into(),
+        task: specifics.task.into(),
         file: format!("{}.onnx", opts.name),
         sha256: sha256_hex(bytes),
-        labels: strings(&LABELS),
+        labels: specifics.labels,
         input: TensorSpec {
             name: "signal".into(),
-            shape: vec![-1, 1, m.input_samples as i64],
-            description: "z-scored 10 s windows of the band-passed lead at the model rate".into(),
+            shape: vec![-1, m.input_channels as i64, m.input_samples as i64],
+            description: specifics.input_description,
         },
         outputs: vec![
             TensorSpec {
@@ -270,6 +292,21 @@ fn card(
             samples_per_token: spt,
             token_s: spt as f64 / prep.sample_rate_hz,
         },
+        decision: specifics.decision,
+        label_rule: specifics.label_rule,
+        split,
+        training: serde_json::to_value(cfg).unwrap_or_default(),
+        metrics,
+        created_by: format!("ecg-train {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// The segment model's part of its card.
+fn segment_specifics(cfg: &TrainingConfig) -> CardSpecifics {
+    CardSpecifics {
+        task: "segment",
+        labels: strings(&LABELS),
+        input_description: "z-scored 10 s windows of the band-passed lead at the model rate".into(),
         decision: Decision {
             positive_label: "Abnormal".into(),
             threshold: 0.5,
@@ -281,10 +318,6 @@ fn card(
             "aami_n": "N L R e j (B)",
             "windows_without_beats": "left out",
         }),
-        split,
-        training: serde_json::to_value(cfg).unwrap_or_default(),
-        metrics,
-        created_by: format!("ecg-train {}", env!("CARGO_PKG_VERSION")),
     }
 }
 
