@@ -24,6 +24,12 @@ sos = np.vstack([
 ])
 filtered = signal.sosfiltfilt(sos, x)
 
+# The whole record (650,000 samples: long enough for the filter's lane pass),
+# every 650th output plus the first and last 100.
+full = wfdb.rdrecord(f"{db}/100").p_signal[:, 0].astype(np.float64)
+full_filtered = signal.sosfiltfilt(sos, full)
+full_idx = sorted(set(range(0, len(full), 650)) | set(range(100)) | set(range(len(full) - 100, len(full))))
+
 rng = np.random.default_rng(7)
 noise = rng.standard_normal(1000)
 noise_filtered = signal.sosfiltfilt(sos, noise)
@@ -40,6 +46,8 @@ json.dump({
     "record_100_mlii_mv": x.tolist(),
     "bandpass_sos": sos.tolist(),
     "bandpass_sosfiltfilt": filtered.tolist(),
+    "record_100_full_index": full_idx,
+    "record_100_full_sosfiltfilt": full_filtered[full_idx].tolist(),
     "noise": noise.tolist(),
     "noise_sosfiltfilt": noise_filtered.tolist(),
     "x250_input": x250.tolist(),

@@ -56,11 +56,26 @@ pub const FLAT_STD: f64 = 1e-6;
 /// A flat window becomes all zeros.
 pub fn zscore_into(x: &[f64], out: &mut Vec<f32>) {
     let n = x.len().max(1) as f64;
-    let mean = x.iter().sum::<f64>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    let mean = sum_by(x, |v| v) / n;
+    let var = sum_by(x, |v| (v - mean) * (v - mean)) / n;
     let std = var.sqrt();
     let inv = if std > FLAT_STD { 1.0 / std } else { 0.0 };
     out.extend(x.iter().map(|v| ((v - mean) * inv) as f32));
+}
+
+/// The sum of `f(v)` over `x` in eight running partial sums: the additions of
+/// one partial sum wait on each other, the eight do not (and fill SIMD
+/// registers), where one running sum waits on every addition.
+fn sum_by(x: &[f64], f: impl Fn(f64) -> f64) -> f64 {
+    let mut partial = [0.0; 8];
+    let chunks = x.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        for (p, &v) in partial.iter_mut().zip(c) {
+            *p += f(v);
+        }
+    }
+    partial.iter().sum::<f64>() + rest
 }
 
 /// Windows of `x` at `starts`, each z-scored, flattened `[starts.len() * length]`.
