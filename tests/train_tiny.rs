@@ -14,12 +14,19 @@ use ecg_serve::train::training::{check_parity, train, TrainingConfig};
 
 #[test]
 fn one_epoch_trains_exports_and_matches_onnx_runtime() {
+    // The segment model with its rhythm features (the second input).
     let (rec, ann) = common::load(&common::fixtures().join("mitdb"), "100");
-    let set = record_windows(&rec, &ann, &Preprocessing::mitdb_default(), 0.5).unwrap();
+    let prep = Preprocessing::mitdb_segment();
+    let set = record_windows(&rec, &ann, &prep, 0.5).unwrap();
     assert_eq!(set.len(), 361);
+    assert_eq!(set.n_features, 6);
+    assert_eq!(set.features.len(), 361 * 6);
+    // Record 100 is a steady sinus rhythm: windows at its usual rate.
+    let rate_rel = set.feature_row(50)[0];
+    assert!((0.8..1.25).contains(&rate_rel), "{rate_rel}");
     let train_set = set.subset(&(0..24).collect::<Vec<_>>());
     let val_set = set.subset(&(100..116).collect::<Vec<_>>());
-    let mut cfg = TrainingConfig::new(AttentionNetConfig::new())
+    let mut cfg = TrainingConfig::new(AttentionNetConfig::new().with_features(6))
         .with_max_epochs(1)
         .with_batch_size(8);
     let log = std::env::temp_dir().join(format!("ecg-train-tiny-{}.jsonl", std::process::id()));

@@ -117,6 +117,10 @@ enum Command {
         /// Abnormal when the non-N fraction of a window's beats exceeds this.
         #[arg(long, default_value_t = 0.5)]
         abnormal_fraction: f64,
+        /// Leave out the second input of six rhythm features per window
+        /// (prematurity, RR irregularity, pauses, rate; from detected beats).
+        #[arg(long)]
+        no_rhythm_features: bool,
     },
     /// Train the beat model (AAMI N, S, V, F, Q per detected beat), export, evaluate.
     Beat {
@@ -171,15 +175,21 @@ fn main() -> anyhow::Result<()> {
             hard_targets,
             train_hop,
             abnormal_fraction,
+            no_rhythm_features,
         } => {
-            let mut opts =
-                common.options(name, AttentionNetConfig::new(), epochs, &DEFAULT_VALIDATION);
+            let prep = if no_rhythm_features {
+                Preprocessing::mitdb_default()
+            } else {
+                Preprocessing::mitdb_segment()
+            };
+            let net = AttentionNetConfig::new().with_features(prep.feature_width());
+            let mut opts = common.options(name, net, epochs, &DEFAULT_VALIDATION);
             opts.training = opts
                 .training
                 .with_soft_targets(!hard_targets)
                 .with_abnormal_fraction(abnormal_fraction)
                 .with_train_hop(train_hop);
-            segment::run(&opts)?;
+            segment::run(&opts, prep)?;
         }
         Command::Beat {
             common,

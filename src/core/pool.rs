@@ -324,12 +324,9 @@ fn input_shape(card: &ModelCard) -> [usize; 2] {
     [p.input_channels(), p.window_samples]
 }
 
-/// Width of the card's `features` input (0 for the segment model).
+/// Width of the card's `features` input (0 for a model without one).
 fn feature_width(card: &ModelCard) -> usize {
-    card.preprocessing
-        .beat
-        .as_ref()
-        .map_or(0, |b| b.features.len())
+    card.preprocessing.feature_width()
 }
 
 /// Runs `batch` windows (and their features) in chunks of at most `max_batch`

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::signal::filter::band_pass;
 use crate::signal::resample::{map_index, resample};
-use crate::signal::rr::{rr_features, RrFeatures};
+use crate::signal::rr::{rr_features, window_rr_features, RrFeatures, WINDOW_RR_NAMES};
 use crate::signal::segment::{beat_windows, beat_windows_with_template, windows, WindowSpec};
 use crate::signal::Result;
 
@@ -55,6 +55,30 @@ impl BeatWindow {
     }
 }
 
+/// Rhythm features of each segment window (segment model cards that have them):
+/// the model's second input `features`, one row per window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowFeatures {
+    /// The `features` input, in order ([`WINDOW_RR_NAMES`]).
+    pub names: Vec<String>,
+    /// Beats either side averaged into the local RR.
+    pub rr_local_beats: usize,
+    /// Beats are those of the server's R-peak detector
+    /// ([`crate::signal::qrs::detect_r_peaks`]) on the unfiltered lead at its own rate.
+    pub beats_from: String,
+}
+
+impl WindowFeatures {
+    /// The six rhythm features of [`window_rr_features`], RR averaged over 10 beats each side.
+    pub fn rr() -> Self {
+        WindowFeatures {
+            names: WINDOW_RR_NAMES.iter().map(|s| s.to_string()).collect(),
+            rr_local_beats: 10,
+            beats_from: "detect_r_peaks".into(),
+        }
+    }
+}
+
 /// The beat model's inputs for a set of beats.
 #[derive(Debug, Clone, Default)]
 pub struct BeatInputs {
@@ -81,6 +105,9 @@ pub struct Preprocessing {
     /// `before + after` and `hop_samples` unused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beat: Option<BeatWindow>,
+    /// Rhythm features per window (segment models with a second input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_features: Option<WindowFeatures>,
 }
 
 impl Preprocessing {
@@ -94,6 +121,16 @@ impl Preprocessing {
             band_hz: [0.5, 50.0],
             normalisation: "zscore".to_string(),
             beat: None,
+            window_features: None,
+        }
+    }
+
+    /// The segment model's preprocessing with rhythm features: [`Self::mitdb_default`]
+    /// plus [`WindowFeatures::rr`] for each window.
+    pub fn mitdb_segment() -> Self {
+        Preprocessing {
+            window_features: Some(WindowFeatures::rr()),
+            ..Preprocessing::mitdb_default()
         }
     }
 
@@ -106,6 +143,34 @@ impl Preprocessing {
             beat: Some(beat),
             ..Preprocessing::mitdb_default()
         }
+    }
+
+    /// Width of the model's second input `features` (0: none).
+    pub fn feature_width(&self) -> usize {
+        match (&self.beat, &self.window_features) {
+            (Some(b), _) => b.features.len(),
+            (None, Some(w)) => w.names.len(),
+            (None, None) => 0,
+        }
+    }
+
+    /// The segment model's `features` for the windows at `starts` (model
+    /// rate) given the R peaks `peaks` (samples at the record's rate `fs`):
+    /// flattened `[starts.len() * feature_width]`, empty for a card without
+    /// [`WindowFeatures`].
+    pub fn window_features(&self, peaks: &[usize], fs: f64, starts: &[usize]) -> Vec<f32> {
+        let Some(w) = &self.window_features else {
+            return Vec::new();
+        };
+        let rate = self.sample_rate_hz;
+        let spans: Vec<(f64, f64)> = starts
+            .iter()
+            .map(|&s| (s as f64 / rate, (s + self.window_samples) as f64 / rate))
+            .collect();
+        window_rr_features(peaks, fs, &spans, w.rr_local_beats)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Channels of one model input window (2 for a beat model with a template).

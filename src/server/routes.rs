@@ -197,10 +197,15 @@ pub async fn predict(
         let batch = prepared.starts.len();
         let samples = prepared.record.n_samples;
         let windows = std::mem::take(&mut prepared.windows);
-        let reply = state.pool.submit(windows, Vec::new(), batch)?;
-        // Beats are found (and prepared for the beat model) while the engine runs the windows.
+        // Beats first (a few ms): a segment model with rhythm features needs them.
         let beat_card = state.beat_pool.as_ref().and_then(|p| p.card());
         let (beats_ms, beat_inputs) = find_beats(&mut prepared, &card, beat_card.clone()).await?;
+        let features = card.preprocessing.window_features(
+            &prepared.beats,
+            prepared.record.sampling_rate_hz,
+            &prepared.starts,
+        );
+        let reply = state.pool.submit(windows, features, batch)?;
         let beat_reply = match (&state.beat_pool, beat_inputs) {
             (Some(pool), Some(inputs)) if !prepared.beats.is_empty() => {
                 Some(pool.submit(inputs.windows, inputs.features, prepared.beats.len())?)

@@ -113,9 +113,116 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// Names of the per-window rhythm features of [`window_rr_features`], in order.
+pub const WINDOW_RR_NAMES: [&str; 6] = [
+    "rate_rel",
+    "premature_fraction",
+    "pre_local_min",
+    "rr_cv",
+    "pre_post_change",
+    "post_local_max",
+];
+
+/// A beat is premature when its previous RR is below this fraction of the local mean.
+pub const PREMATURE_RATIO: f64 = 0.85;
+
+/// Rhythm features of each window `[from_s, to_s)` (seconds) from the beats at
+/// `peaks` (samples at `fs` Hz, ascending), for a classifier of whole windows:
+///
+/// - `rate_rel`: the record's median RR over the window's mean previous RR (its
+///   heart rate against the record's usual rate);
+/// - `premature_fraction`: beats whose previous RR is under [`PREMATURE_RATIO`]
+///   of the local mean (what an atrial or ventricular premature beat does);
+/// - `pre_local_min`: the smallest previous RR over the local mean;
+/// - `rr_cv`: spread of the previous RRs over their mean (irregularity);
+/// - `pre_post_change`: mean |post - pre| over the local mean (a premature beat
+///   and its compensatory pause);
+/// - `post_local_max`: the longest following RR over the local mean (pauses).
+///
+/// Every ratio is against the patient's own rhythm, so that the features carry
+/// from one patient to another. The per-beat values are those of
+/// [`rr_features`] (shared with the beat model). A window without beats is all zeros.
+pub fn window_rr_features(
+    peaks: &[usize],
+    fs: f64,
+    windows: &[(f64, f64)],
+    local_beats: usize,
+) -> Vec<[f32; 6]> {
+    let beats = rr_features(peaks, fs, local_beats);
+    windows
+        .iter()
+        .map(|&(from_s, to_s)| {
+            let first = peaks.partition_point(|&p| (p as f64) < from_s * fs);
+            let last = peaks.partition_point(|&p| (p as f64) < to_s * fs);
+            let inside = &beats[first..last.max(first)];
+            if inside.is_empty() || inside[0].record <= 0.0 {
+                return [0.0; 6];
+            }
+            let n = inside.len() as f64;
+            let local = |b: &RrFeatures| if b.local > 0.0 { b.local } else { 1.0 };
+            let mean_pre = inside.iter().map(|b| b.pre).sum::<f64>() / n;
+            let var_pre = inside
+                .iter()
+                .map(|b| (b.pre - mean_pre).powi(2))
+                .sum::<f64>()
+                / n;
+            let pre_local: Vec<f64> = inside.iter().map(|b| b.pre / local(b)).collect();
+            let post_local: Vec<f64> = inside.iter().map(|b| b.post / local(b)).collect();
+            let premature = pre_local.iter().filter(|&&r| r < PREMATURE_RATIO).count() as f64;
+            let change = pre_local
+                .iter()
+                .zip(&post_local)
+                .map(|(a, b)| (b - a).abs())
+                .sum::<f64>()
+                / n;
+            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+            [
+                ratio(inside[0].record, mean_pre) as f32,
+                (premature / n) as f32,
+                pre_local.iter().copied().fold(f64::INFINITY, f64::min) as f32,
+                ratio(var_pre.sqrt(), mean_pre) as f32,
+                change as f32,
+                post_local.iter().copied().fold(0.0, f64::max) as f32,
+            ]
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_features_see_premature_beats_and_pauses() {
+        // A regular rhythm (1 s), then a window with premature beats at 0.6 s
+        // followed by 1.4 s pauses (bigeminy).
+        let mut peaks: Vec<usize> = (0..30).map(|i| i * 360).collect();
+        let mut t = 30 * 360;
+        for _ in 0..10 {
+            peaks.push(t + 216);
+            peaks.push(t + 720);
+            t += 720;
+        }
+        let f = window_rr_features(
+            &peaks,
+            360.0,
+            &[(5.0, 15.0), (32.0, 42.0), (100.0, 110.0)],
+            10,
+        );
+        assert_eq!(f.len(), 3);
+        let regular = f[0];
+        assert!((regular[0] - 1.0).abs() < 1e-6, "{regular:?}");
+        assert_eq!(regular[1], 0.0);
+        assert!((regular[2] - 1.0).abs() < 1e-6);
+        assert!(regular[3].abs() < 1e-6);
+        let bigeminy = f[1];
+        assert!(bigeminy[1] > 0.4 && bigeminy[1] < 0.6, "{bigeminy:?}");
+        assert!(bigeminy[2] < 0.85);
+        assert!(bigeminy[3] > 0.3);
+        assert!(bigeminy[4] > 0.5);
+        assert!(bigeminy[5] > 1.2);
+        assert_eq!(f[2], [0.0; 6], "no beats after the record ends");
+    }
 
     #[test]
     fn a_regular_rhythm_is_one_everywhere() {

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 pub use crate::eval::load_record;
 use crate::model::Preprocessing;
+use crate::signal::qrs::detect_r_peaks;
 use crate::signal::resample::map_index;
 use crate::signal::wfdb::Annotation;
 use crate::signal::{AamiClass, Recording};
@@ -63,9 +64,10 @@ pub struct WindowSet {
     pub starts: Vec<usize>,
     /// Windows left out because no beat was annotated in them.
     pub unlabelled: usize,
-    /// Width of each example's second input (0: none, the segment model).
+    /// Width of each example's second input (0: none).
     pub n_features: usize,
-    /// Flattened `[len * n_features]` (the beat model's RR features).
+    /// Flattened `[len * n_features]` (the beat model's RR features, the
+    /// segment model's rhythm features).
     pub features: Vec<f32>,
 }
 
@@ -202,8 +204,18 @@ pub fn record_windows(
         })
         .collect();
     let len = prep.window_samples;
+    // The rhythm features come from OUR detector's beats, as in the server.
+    let width = prep.feature_width();
+    let features = if width > 0 {
+        let lead_samples = &rec.leads[lead.index].samples;
+        let peaks = detect_r_peaks(lead_samples, rec.sampling_rate);
+        prep.window_features(&peaks, rec.sampling_rate, &prepared.starts)
+    } else {
+        Vec::new()
+    };
     let mut out = WindowSet {
         window_len: len,
+        n_features: width,
         ..Default::default()
     };
     for (k, &start) in prepared.starts.iter().enumerate() {
@@ -217,6 +229,8 @@ pub fn record_windows(
             (Some(label), Some(fraction)) => {
                 out.windows
                     .extend_from_slice(&prepared.windows[k * len..(k + 1) * len]);
+                out.features
+                    .extend_from_slice(&features[k * width..(k + 1) * width]);
                 out.labels.push(label);
                 out.fractions.push(fraction as f32);
                 out.records.push(rec.name.clone());
@@ -237,6 +251,7 @@ pub fn load_windows(
 ) -> Result<WindowSet> {
     let mut set = WindowSet {
         window_len: prep.window_samples,
+        n_features: prep.feature_width(),
         ..Default::default()
     };
     for name in records {

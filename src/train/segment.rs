@@ -131,11 +131,11 @@ pub fn build_sets(opts: &TrainOptions, load: Loader) -> Result<Sets> {
     }
 }
 
-/// Trains, exports, checks parity, evaluates and writes `<out>/<name>.onnx`,
+/// Trains on windows prepared by `prep` (with its rhythm features, if any),
+/// exports, checks parity, evaluates and writes `<out>/<name>.onnx`,
 /// `<name>.json` (model card), `<name>.metrics.jsonl` and `<name>.report.json`.
 /// Returns the card's path.
-pub fn run(opts: &TrainOptions) -> Result<PathBuf> {
-    let prep = Preprocessing::mitdb_default();
+pub fn run(opts: &TrainOptions, prep: Preprocessing) -> Result<PathBuf> {
     let rule = opts.training.abnormal_fraction;
     let train_prep = Preprocessing {
         hop_samples: opts.training.train_hop,
@@ -193,7 +193,7 @@ pub fn run(opts: &TrainOptions) -> Result<PathBuf> {
         base.with_extension("report.json"),
         serde_json::to_string_pretty(&metrics)?,
     )?;
-    let specifics = segment_specifics(&cfg);
+    let specifics = segment_specifics(&cfg, &prep);
     let card = model_card(
         opts,
         &cfg,
@@ -302,11 +302,19 @@ pub fn model_card(
 }
 
 /// The segment model's part of its card.
-fn segment_specifics(cfg: &TrainingConfig) -> CardSpecifics {
+fn segment_specifics(cfg: &TrainingConfig, prep: &Preprocessing) -> CardSpecifics {
+    let mut input_description =
+        "z-scored 10 s windows of the band-passed lead at the model rate".to_string();
+    if prep.feature_width() > 0 {
+        input_description += &format!(
+            "; second input `features` [-1, {}]: the rhythm features of each window named in preprocessing.window_features",
+            prep.feature_width()
+        );
+    }
     CardSpecifics {
         task: "segment",
         labels: strings(&LABELS),
-        input_description: "z-scored 10 s windows of the band-passed lead at the model rate".into(),
+        input_description,
         decision: Decision {
             positive_label: "Abnormal".into(),
             threshold: 0.5,
