@@ -85,6 +85,11 @@ impl ZeroPhase {
     /// Filters `x` forward and backward. Signals too short for the full padding
     /// are padded with `len - 1` samples (where scipy would raise instead).
     pub fn apply(&self, x: &[f64]) -> Vec<f64> {
+        self.apply_with(x, avx_available())
+    }
+
+    /// [`Self::apply`], on the AVX kernel or not (`avx` only where the CPU has it).
+    fn apply_with(&self, x: &[f64], avx: bool) -> Vec<f64> {
         let n = x.len();
         if n < 2 {
             return x.to_vec();
@@ -95,8 +100,8 @@ impl ZeroPhase {
         y.extend_from_slice(x);
         y.extend((1..=pad).map(|i| 2.0 * x[n - 1] - x[n - 1 - i]));
         // Forward over [left, x, right], then backward from the end of `right`.
-        self.pass(&mut y, false);
-        self.pass(&mut y, true);
+        self.pass(&mut y, false, avx);
+        self.pass(&mut y, true, avx);
         y.truncate(pad + n);
         y.drain(..pad);
         y
@@ -132,9 +137,11 @@ impl ZeroPhase {
     /// it reaches its own samples its start is forgotten (< 1e-32 of the
     /// signal): the output is that of one serial pass up to rounding (checked
     /// against it in the tests, and against scipy on a whole record).
-    fn pass(&self, data: &mut [f64], rev: bool) {
+    fn pass(&self, data: &mut [f64], rev: bool, avx: bool) {
         let len = data.len();
         if let (Some((unit, gain)), Some(warm)) = (&self.unit, self.warm_up()) {
+            // Whole groups of four steps for the AVX kernel.
+            let warm = warm.next_multiple_of(4);
             // Lanes only where the warm-up costs little (< 1/4 of the work).
             let enough = (LANES - 1) * warm * 4 <= len && (len - warm) / LANES >= BLOCK;
             if enough && matches!(unit.len(), 2 | 4) {
@@ -142,7 +149,12 @@ impl ZeroPhase {
                     let first = lane * ((len - warm) / LANES);
                     self.steady_state(data[if rev { len - 1 - first } else { first }])
                 });
-                return run_lanes(unit, *gain, warm, history, data, rev);
+                let layout = LaneLayout {
+                    len,
+                    m: (len - warm) / LANES,
+                    warm,
+                };
+                return run_lanes(unit, *gain, layout, history, data, rev, avx);
             }
         }
         let mut history = self.steady_state(data[if rev { len - 1 } else { 0 }]);
@@ -254,23 +266,66 @@ fn lanes_step<const N: usize>(
 /// a sample in the step it reads it, and the next lane's warm-up reads it
 /// `m` steps earlier. The last lane finishes the remainder alone.
 ///
-/// Compiled twice: for the baseline and for AVX, chosen at run time (same
-/// operations in the same order, so the same results; AVX holds the four
-/// lanes in one register and the whole history in registers).
-#[multiversion::multiversion(targets("x86_64+avx"))]
+/// On a CPU with AVX the steps run in [`avx::steps`] (hand-written, four lanes
+/// in one register); elsewhere, and for the last few steps, in
+/// [`portable_steps`]. Both do the same operations in the same order, so the
+/// same results to the bit (a test checks).
 fn run_lanes(
     sections: &[Coefficients<f64>],
     gain: f64,
-    warm: usize,
+    layout: LaneLayout,
     history: [Vec<[f64; 2]>; LANES],
     data: &mut [f64],
     rev: bool,
+    avx: bool,
 ) {
     match (sections.len(), rev) {
-        (2, false) => lanes::<2, false>(sections, gain, warm, history, data),
-        (2, true) => lanes::<2, true>(sections, gain, warm, history, data),
-        (_, false) => lanes::<4, false>(sections, gain, warm, history, data),
-        (_, true) => lanes::<4, true>(sections, gain, warm, history, data),
+        (2, false) => lanes::<2, false>(sections, gain, layout, history, data, avx),
+        (2, true) => lanes::<2, true>(sections, gain, layout, history, data, avx),
+        (_, false) => lanes::<4, false>(sections, gain, layout, history, data, avx),
+        (_, true) => lanes::<4, true>(sections, gain, layout, history, data, avx),
+    }
+}
+
+/// Whether this CPU runs the AVX kernel of the lane pass.
+fn avx_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
+/// The state of the lane pass: the sections' coefficients and, per level
+/// (0: the input, `k + 1`: section `k`'s output), its last (`h1`) and
+/// second-last (`h2`) value in each lane.
+struct LaneState<const N: usize> {
+    b1: [f64; N],
+    a1: [f64; N],
+    a2: [f64; N],
+    gain: f64,
+    h1: [[f64; LANES]; MAX_LEVELS],
+    h2: [[f64; LANES]; MAX_LEVELS],
+}
+
+/// Where the lane pass reads and writes: lane `l`'s `i`-th step is the pass's
+/// sample `l m + i`, at `data[l m + i]` forward and `data[len - 1 - l m - i]`
+/// backward.
+#[derive(Clone, Copy)]
+struct LaneLayout {
+    len: usize,
+    m: usize,
+    warm: usize,
+}
+
+impl LaneLayout {
+    #[inline(always)]
+    fn at<const REV: bool>(self, lane: usize, step: usize) -> usize {
+        let i = lane * self.m + step;
+        if REV {
+            self.len - 1 - i
+        } else {
+            i
+        }
     }
 }
 
@@ -279,63 +334,193 @@ fn run_lanes(
 fn lanes<const N: usize, const REV: bool>(
     sections: &[Coefficients<f64>],
     gain: f64,
-    warm: usize,
+    layout: LaneLayout,
     history: [Vec<[f64; 2]>; LANES],
     data: &mut [f64],
+    avx: bool,
 ) {
-    let len = data.len();
-    let m = (len - warm) / LANES;
-    // Physical index of the pass's `i`-th sample.
-    let at = |i: usize| if REV { len - 1 - i } else { i };
-    let b1: [f64; N] = std::array::from_fn(|k| sections[k].b1);
-    let a1: [f64; N] = std::array::from_fn(|k| sections[k].a1);
-    let a2: [f64; N] = std::array::from_fn(|k| sections[k].a2);
-    // h1[level][lane], h2[level][lane]: the last and second-last value of each
-    // level (0: the input, k + 1: section k's output).
-    // Built and read back with indices known at compile time only, so that
-    // the compiler can keep them in registers.
+    let LaneLayout { len, warm, .. } = layout;
     let value =
         |lane: usize, level: usize, i: usize| history[lane].get(level).map_or(0.0, |v| v[i]);
-    let mut h1: [[f64; LANES]; MAX_LEVELS] =
-        std::array::from_fn(|level| std::array::from_fn(|lane| value(lane, level, 0)));
-    let mut h2: [[f64; LANES]; MAX_LEVELS] =
-        std::array::from_fn(|level| std::array::from_fn(|lane| value(lane, level, 1)));
-    // Block by block: each lane's samples are copied into `block` (one row per
-    // step, lanes side by side), filtered there row by row, and copied back.
-    // Gathering the four lanes straight from `data` at every step built each
-    // row through the stack, a stalled load per step (2.5x slower). A block
-    // is read before it is written, and the next lane's warm-up reads a
-    // sample `m >= BLOCK` steps before this lane writes it.
+    let mut state = LaneState::<N> {
+        b1: std::array::from_fn(|k| sections[k].b1),
+        a1: std::array::from_fn(|k| sections[k].a1),
+        a2: std::array::from_fn(|k| sections[k].a2),
+        gain,
+        h1: std::array::from_fn(|level| std::array::from_fn(|lane| value(lane, level, 0))),
+        h2: std::array::from_fn(|level| std::array::from_fn(|lane| value(lane, level, 1))),
+    };
+    let steps = warm + layout.m;
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if avx {
+        // SAFETY: the caller saw AVX on this CPU.
+        done = unsafe { avx::steps::<N, REV>(&mut state, layout, data) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = avx;
+    portable_steps::<N, REV>(&mut state, layout, data, done..steps);
+    // The remainder, on the last lane's history.
+    let last = LANES - 1;
+    let levels: [[f64; 2]; MAX_LEVELS] =
+        std::array::from_fn(|l| [state.h1[l][last], state.h2[l][last]]);
+    let mut history = levels[..=N].to_vec();
+    let at = |i: usize| if REV { len - 1 - i } else { i };
+    for i in warm + LANES * layout.m..len {
+        data[at(i)] = gain * unit_step(sections, &mut history, data[at(i)]);
+    }
+}
+
+/// Steps `range` of the lane pass, block by block: each lane's samples are
+/// copied into `block` (one row per step, lanes side by side), filtered there
+/// row by row, and copied back. Gathering the four lanes straight from `data`
+/// at every step built each row through the stack, a stalled load per step
+/// (2.5x slower). A block is read before it is written, and the next lane's
+/// warm-up reads a sample `m >= BLOCK` steps before this lane writes it.
+fn portable_steps<const N: usize, const REV: bool>(
+    s: &mut LaneState<N>,
+    layout: LaneLayout,
+    data: &mut [f64],
+    range: std::ops::Range<usize>,
+) {
     let mut block = [[0.0; LANES]; BLOCK];
-    for start in (0..warm + m).step_by(BLOCK) {
-        let rows = BLOCK.min(warm + m - start);
+    for start in range.clone().step_by(BLOCK) {
+        let rows = BLOCK.min(range.end - start);
         for lane in 0..LANES {
             for (j, row) in block[..rows].iter_mut().enumerate() {
-                row[lane] = data[at(lane * m + start + j)];
+                row[lane] = data[layout.at::<REV>(lane, start + j)];
             }
         }
         for row in &mut block[..rows] {
-            let y = lanes_step::<N>(&b1, &a1, &a2, &mut h1, &mut h2, *row);
-            *row = y.map(|v| gain * v);
+            let y = lanes_step::<N>(&s.b1, &s.a1, &s.a2, &mut s.h1, &mut s.h2, *row);
+            *row = y.map(|v| s.gain * v);
         }
         for lane in 0..LANES {
             // Lanes other than the first drop their warm-up outputs.
             let skip = if lane == 0 {
                 0
             } else {
-                warm.saturating_sub(start).min(rows)
+                layout.warm.saturating_sub(start).min(rows)
             };
             for (j, row) in block[..rows].iter().enumerate().skip(skip) {
-                data[at(lane * m + start + j)] = row[lane];
+                data[layout.at::<REV>(lane, start + j)] = row[lane];
             }
         }
     }
-    // The remainder, on the last lane's history.
-    let last = LANES - 1;
-    let levels: [[f64; 2]; MAX_LEVELS] = std::array::from_fn(|l| [h1[l][last], h2[l][last]]);
-    let mut history = levels[..=N].to_vec();
-    for i in warm + LANES * m..len {
-        data[at(i)] = gain * unit_step(sections, &mut history, data[at(i)]);
+}
+
+/// The lane pass in AVX intrinsics. LLVM's own vectorisation of
+/// [`portable_steps`] kept the history in 128-bit halves and spilled it to
+/// the stack; here the four lanes of each level are one 256-bit register
+/// for the whole pass, and each lane's samples move four at a time: one
+/// load per lane, a 4x4 transpose makes four steps' rows, and the outputs go
+/// back the same way. No multiply-add fusion: the operations and their order
+/// are those of [`lanes_step`], so the results are the same to the bit.
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use super::{LaneLayout, LaneState, LANES, MAX_LEVELS};
+    use std::arch::x86_64::*;
+
+    /// Rows of four lanes to lanes of four rows (and back).
+    #[target_feature(enable = "avx")]
+    #[inline]
+    fn transpose(r: [__m256d; 4]) -> [__m256d; 4] {
+        let t0 = _mm256_unpacklo_pd(r[0], r[1]);
+        let t1 = _mm256_unpackhi_pd(r[0], r[1]);
+        let t2 = _mm256_unpacklo_pd(r[2], r[3]);
+        let t3 = _mm256_unpackhi_pd(r[2], r[3]);
+        [
+            _mm256_permute2f128_pd(t0, t2, 0x20),
+            _mm256_permute2f128_pd(t1, t3, 0x20),
+            _mm256_permute2f128_pd(t0, t2, 0x31),
+            _mm256_permute2f128_pd(t1, t3, 0x31),
+        ]
+    }
+
+    /// The whole groups of four steps of the lane pass; returns the steps done
+    /// (the rest is left to the portable loop).
+    ///
+    /// # Safety
+    /// The CPU must support AVX.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn steps<const N: usize, const REV: bool>(
+        s: &mut LaneState<N>,
+        layout: LaneLayout,
+        data: &mut [f64],
+    ) -> usize {
+        let total = layout.warm + layout.m;
+        let groups = total / 4;
+        // The warm-up ends on a group boundary or the groups stop before it.
+        if groups == 0 || !layout.warm.is_multiple_of(4) {
+            return 0;
+        }
+        let v = |a: [f64; LANES]| _mm256_setr_pd(a[0], a[1], a[2], a[3]);
+        let b1: [__m256d; N] = std::array::from_fn(|k| _mm256_set1_pd(s.b1[k]));
+        let a1: [__m256d; N] = std::array::from_fn(|k| _mm256_set1_pd(s.a1[k]));
+        let a2: [__m256d; N] = std::array::from_fn(|k| _mm256_set1_pd(s.a2[k]));
+        let gain = _mm256_set1_pd(s.gain);
+        let mut h1: [__m256d; MAX_LEVELS] = std::array::from_fn(|l| v(s.h1[l]));
+        let mut h2: [__m256d; MAX_LEVELS] = std::array::from_fn(|l| v(s.h2[l]));
+        // The four consecutive samples of `lane` from step `g * 4`: ascending
+        // in memory forward, descending backward (so backward the rows come
+        // out of the transpose in reverse order).
+        let first = |lane: usize, step: usize| {
+            if REV {
+                layout.at::<REV>(lane, step + 3)
+            } else {
+                layout.at::<REV>(lane, step)
+            }
+        };
+        let ptr = data.as_mut_ptr();
+        for g in 0..groups {
+            let step = g * 4;
+            // SAFETY: steps < warm + m keep every lane inside `data`
+            // (`warm + LANES m <= len`), four samples from `first` on.
+            let loaded: [__m256d; LANES] =
+                std::array::from_fn(|lane| unsafe { _mm256_loadu_pd(ptr.add(first(lane, step))) });
+            let mut rows = transpose(loaded);
+            if REV {
+                rows.reverse();
+            }
+            for row in rows.iter_mut() {
+                let mut u = *row;
+                for k in 0..N {
+                    let known = _mm256_sub_pd(
+                        _mm256_add_pd(h2[k], _mm256_mul_pd(b1[k], h1[k])),
+                        _mm256_mul_pd(a2[k], h2[k + 1]),
+                    );
+                    let y = _mm256_sub_pd(_mm256_add_pd(u, known), _mm256_mul_pd(a1[k], h1[k + 1]));
+                    h2[k] = h1[k];
+                    h1[k] = u;
+                    u = y;
+                }
+                h2[N] = h1[N];
+                h1[N] = u;
+                *row = _mm256_mul_pd(gain, u);
+            }
+            if REV {
+                rows.reverse();
+            }
+            let out = transpose(rows);
+            // Lanes other than the first drop their warm-up outputs.
+            let lanes = if step < layout.warm { 1 } else { LANES };
+            for (lane, o) in out.iter().enumerate().take(lanes) {
+                // SAFETY: the four samples just loaded from this lane.
+                unsafe { _mm256_storeu_pd(ptr.add(first(lane, step)), *o) };
+            }
+        }
+        let mut back = [[0.0; LANES]; MAX_LEVELS];
+        for (b, h) in back.iter_mut().zip(&h1) {
+            // SAFETY: `b` holds four f64.
+            unsafe { _mm256_storeu_pd(b.as_mut_ptr(), *h) };
+        }
+        s.h1 = back;
+        for (b, h) in back.iter_mut().zip(&h2) {
+            // SAFETY: as above.
+            unsafe { _mm256_storeu_pd(b.as_mut_ptr(), *h) };
+        }
+        s.h2 = back;
+        groups * 4
     }
 }
 
@@ -392,13 +577,27 @@ mod tests {
                 sections: f.sections.clone(),
                 unit: None,
             };
-            let err = f
-                .apply(&x)
+            let lanes = f.apply_with(&x, false);
+            let err = lanes
                 .iter()
                 .zip(serial.apply(&x))
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f64::max);
             assert!(err < 1e-10, "{err}");
+            if avx_available() {
+                // The AVX kernel: the portable lanes' answer to the bit, at
+                // lengths that leave 0 to 3 steps to the portable loop.
+                for cut in 0..4 {
+                    let x = &x[cut..];
+                    let (avx, portable) = (f.apply_with(x, true), f.apply_with(x, false));
+                    assert!(avx
+                        .iter()
+                        .zip(&portable)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()));
+                }
+            } else {
+                eprintln!("no AVX on this CPU: AVX kernel not checked");
+            }
         }
     }
 

@@ -51,10 +51,15 @@ pub fn detect_r_peaks(x: &[f64], fs: f64) -> Vec<usize> {
     detect_with(x, fs, &QrsConfig::default())
 }
 
-/// The signal the detector works on: band-passed, and its integrated energy.
+/// The signal the detector works on.
 struct Features {
+    /// The band-passed signal.
     band: Vec<f64>,
-    energy: Vec<f64>,
+    /// The integrated energy of the first 10 s, where the tracker learns its levels.
+    learn: Vec<f64>,
+    /// QRS candidates: local maxima of the integrated energy that are the
+    /// largest within the refractory period, with their energy.
+    candidates: Vec<(usize, f64)>,
 }
 
 fn features(x: &[f64], fs: f64, cfg: &QrsConfig) -> Option<Features> {
@@ -67,55 +72,187 @@ fn features(x: &[f64], fs: f64, cfg: &QrsConfig) -> Option<Features> {
         section(Type::LowPass, cfg.band_hz.1)?,
     ]);
     let band = filter.apply(x);
-    let n = band.len();
-    // Squared central derivative, 0 at both ends.
-    let mut d2 = vec![0.0; n];
-    for (d, w) in d2[1..].iter_mut().zip(band.windows(3)) {
-        let slope = (w[2] - w[0]) * fs / 2.0;
-        *d = slope * slope;
-    }
-    // Its centred moving sum over `2 half + 1` samples, kept as a running sum;
-    // what enters and what leaves are combined first, so the running sum
-    // waits on one addition per sample, not two.
     let half = ((cfg.integration_s * fs) as usize / 2).max(1);
-    let mut sum: f64 = d2[..half.min(n)].iter().sum();
-    let mut energy = vec![0.0; n];
-    for (i, e) in energy.iter_mut().enumerate() {
-        let enter = d2.get(i + half).copied().unwrap_or(0.0);
-        let leave = if i > half { d2[i - half - 1] } else { 0.0 };
-        sum += enter - leave;
-        *e = sum.max(0.0);
-    }
-    Some(Features { band, energy })
+    let refractory = (cfg.refractory_s * fs).round() as usize;
+    let learn_len = band.len().min((10.0 * fs) as usize);
+    let (learn, candidates) = candidates(Energy::new(&band, fs, half), refractory, learn_len);
+    Some(Features {
+        band,
+        learn,
+        candidates,
+    })
 }
 
-/// Local maxima of `m` that are the largest within `refractory` samples.
-fn candidates(m: &[f64], refractory: usize) -> Vec<usize> {
-    // First every local maximum, written without a branch (the index is
-    // stored, the count moves on only for a maximum): a branch here would be
-    // mispredicted at every small ripple of the energy.
-    let mut maxima = vec![0; m.len()];
-    let mut count = 0;
-    for (w, i) in m.windows(3).zip(1..) {
-        maxima[count] = i;
-        count += usize::from((w[1] > w[0]) & (w[1] >= w[2]));
+/// The integrated energy of a band-passed signal, a chunk at a time: the
+/// squared central derivative (0 at both ends) summed over a centred window
+/// of `2 half + 1` samples, kept as a running sum (floored at 0). Never
+/// stored whole: the detector needs it only at its candidates and over the
+/// first seconds, and a 5 MB buffer written and read back (and cleared
+/// first) cost more than the arithmetic.
+struct Energy<'a> {
+    band: &'a [f64],
+    fs: f64,
+    half: usize,
+    sum: f64,
+    /// The next sample to produce.
+    next: usize,
+    /// `[head, tail)`: where both ends of the window lie inside the
+    /// derivative's range, so no edge tests are needed.
+    head: usize,
+    tail: usize,
+}
+
+impl<'a> Energy<'a> {
+    fn new(band: &'a [f64], fs: f64, half: usize) -> Self {
+        let n = band.len();
+        let mut e = Energy {
+            band,
+            fs,
+            half,
+            sum: 0.0,
+            next: 0,
+            head: (half + 2).min(n),
+            tail: n.saturating_sub(half + 1).max((half + 2).min(n)),
+        };
+        e.sum = (0..half.min(n)).map(|i| e.d2(i)).sum();
+        e
     }
-    let mut kept: Vec<usize> = Vec::new();
-    for &i in &maxima[..count] {
-        while let Some(&last) = kept.last() {
-            if i - last >= refractory {
-                break;
-            }
-            if m[last] >= m[i] {
-                break;
-            }
-            kept.pop();
+
+    fn len(&self) -> usize {
+        self.band.len()
+    }
+
+    /// Squared central derivative at `i` (0 at both ends and beyond).
+    fn d2(&self, i: usize) -> f64 {
+        if i == 0 || i + 1 >= self.band.len() {
+            return 0.0;
         }
-        if kept.last().is_none_or(|&last| i - last >= refractory) {
-            kept.push(i);
+        let slope = (self.band[i + 1] - self.band[i - 1]) * self.fs / 2.0;
+        slope * slope
+    }
+
+    /// Sample `i`'s change of the running sum: what enters minus what leaves,
+    /// combined first, so the running sum waits on one addition per sample.
+    fn change(&self, i: usize) -> f64 {
+        let leave = if i > self.half {
+            self.d2(i - self.half - 1)
+        } else {
+            0.0
+        };
+        self.d2(i + self.half) - leave
+    }
+
+    /// The next `out.len()` samples of the energy.
+    fn fill(&mut self, out: &mut [f64]) {
+        let (from, to) = (self.next, self.next + out.len());
+        let (fast_from, fast_to) = (self.head.clamp(from, to), self.tail.clamp(from, to));
+        for (e, i) in out[..fast_from - from].iter_mut().zip(from..) {
+            self.sum += self.change(i);
+            *e = self.sum.max(0.0);
+        }
+        if fast_from < fast_to {
+            // Sample `j` adds the derivative at `j + half` (from the band
+            // around it) and drops the one at `j - half - 1`.
+            let h = self.half;
+            self.sum = integrate(
+                &self.band[fast_from + h - 1..],
+                &self.band[fast_from - h - 2..],
+                self.fs,
+                &mut out[fast_from - from..fast_to - from],
+                self.sum,
+            );
+        }
+        for (e, i) in out[fast_to - from..].iter_mut().zip(fast_to..) {
+            self.sum += self.change(i);
+            *e = self.sum.max(0.0);
+        }
+        self.next = to;
+    }
+}
+
+/// The middle of [`Energy::fill`]: `out[j]` is the running `sum` plus the
+/// squared central derivative of `enter` at `j + 1` minus that of `leave`
+/// at `j + 1`, floored at 0; returns the running sum. The changes first, in
+/// a loop without a serial chain (it vectorises); then the running sum, a
+/// serial chain of additions: one addition's latency per sample.
+fn integrate(enter: &[f64], leave: &[f64], fs: f64, out: &mut [f64], mut sum: f64) -> f64 {
+    let n = out.len();
+    let (enter, leave) = (&enter[..n + 2], &leave[..n + 2]);
+    for (j, o) in out.iter_mut().enumerate() {
+        let e = (enter[j + 2] - enter[j]) * fs / 2.0;
+        let l = (leave[j + 2] - leave[j]) * fs / 2.0;
+        *o = e * e - l * l;
+    }
+    for o in out.iter_mut() {
+        sum += *o;
+        *o = sum.max(0.0);
+    }
+    sum
+}
+
+/// Local maxima of the `energy` that are the largest within `refractory`
+/// samples, with their energy; and the energy's first `learn` samples.
+fn candidates(
+    mut energy: Energy,
+    refractory: usize,
+    learn: usize,
+) -> (Vec<f64>, Vec<(usize, f64)>) {
+    // Chunk by chunk (the chunk stays in L1), after the last two samples of
+    // the chunk before: first every local maximum, written without a branch
+    // (the index is stored, the count moves on only for a maximum), since a
+    // branch here would be mispredicted at every small ripple of the energy.
+    const CHUNK: usize = 2048;
+    let n = energy.len();
+    let mut buf = vec![0.0; CHUNK + 2];
+    let mut maxima = [0usize; CHUNK];
+    let mut first = Vec::with_capacity(learn);
+    let mut kept: Vec<(usize, f64)> = Vec::new();
+    // `buf[..carry]` holds the samples before `from`.
+    let mut carry = 0;
+    for from in (0..n).step_by(CHUNK) {
+        let to = (from + CHUNK).min(n);
+        energy.fill(&mut buf[carry..carry + to - from]);
+        let chunk = &buf[..carry + to - from];
+        first.extend_from_slice(&chunk[carry..carry + learn.saturating_sub(from).min(to - from)]);
+        // The window centred on `chunk[j + 1]` is sample `base + j + 1`.
+        let base = from - carry;
+        // 64 samples at a time, a bit per local maximum (the comparisons
+        // vectorise), then one step per set bit: maxima are a few per cent
+        // of the samples of a smooth moving sum.
+        let mut count = 0;
+        let inner = chunk.len().saturating_sub(2);
+        for at in (0..inner).step_by(64) {
+            let w = &chunk[at..(at + 66).min(chunk.len())];
+            let mut bits = 0u64;
+            for k in 0..w.len() - 2 {
+                let is_max = (w[k + 1] > w[k]) & (w[k + 1] >= w[k + 2]);
+                bits |= u64::from(is_max) << k;
+            }
+            while bits != 0 {
+                maxima[count] = at + bits.trailing_zeros() as usize + 1;
+                count += 1;
+                bits &= bits - 1;
+            }
+        }
+        for &j in &maxima[..count] {
+            let (i, e) = (base + j, chunk[j]);
+            while let Some(&(last, e_last)) = kept.last() {
+                if i - last >= refractory || e_last >= e {
+                    break;
+                }
+                kept.pop();
+            }
+            if kept.last().is_none_or(|&(last, _)| i - last >= refractory) {
+                kept.push((i, e));
+            }
+        }
+        let len = chunk.len();
+        if len >= 2 {
+            buf.copy_within(len - 2..len, 0);
+            carry = 2;
         }
     }
-    kept
+    (first, kept)
 }
 
 /// Largest absolute slope of `y` within `radius` of `at`.
@@ -148,16 +285,16 @@ struct Tracker<'a> {
     slopes: Vec<f64>,
     /// The last eight RR intervals, in samples.
     rr: Vec<f64>,
-    /// Candidates rejected since the last beat, for search-back.
-    noise_since_beat: Vec<usize>,
+    /// Candidates rejected since the last beat (with their energy), for search-back.
+    noise_since_beat: Vec<(usize, f64)>,
 }
 
 impl<'a> Tracker<'a> {
     /// Initial levels from the median of the per-second maxima of the first 10 s.
     fn new(cfg: &'a QrsConfig, fs: f64, f: &'a Features) -> Option<Self> {
-        let m = &f.energy;
-        let learn = m.len().min((10.0 * fs) as usize);
-        let mut maxima: Vec<f64> = m[..learn]
+        let m = &f.learn;
+        let learn = m.len();
+        let mut maxima: Vec<f64> = m
             .chunks((fs as usize).max(1))
             .map(|c| c.iter().copied().fold(0.0, f64::max))
             .collect();
@@ -168,7 +305,7 @@ impl<'a> Tracker<'a> {
             fs,
             f,
             signal: peak,
-            noise: m[..learn].iter().sum::<f64>() / learn as f64 * 0.5,
+            noise: m.iter().sum::<f64>() / learn as f64 * 0.5,
             beats: Vec::new(),
             slopes: Vec::new(),
             rr: Vec::new(),
@@ -202,7 +339,6 @@ impl<'a> Tracker<'a> {
     /// A beat is overdue before candidate `c`: accept the best rejected candidate
     /// over half the threshold, or, with none, let the signal level decay.
     fn search_back(&mut self, c: usize) {
-        let m = &self.f.energy;
         while let Some(&last) = self.beats.last() {
             let mean_rr = match self.rr.len() {
                 0 => self.fs,
@@ -218,9 +354,9 @@ impl<'a> Tracker<'a> {
                 .noise_since_beat
                 .iter()
                 .copied()
-                .filter(|&p| p > earliest && m[p] > floor)
-                .max_by(|&a, &b| m[a].total_cmp(&m[b]));
-            let Some(b) = best else {
+                .filter(|&(p, e)| p > earliest && e > floor)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            let Some((b, e)) = best else {
                 // Nothing even at half threshold: the QRS amplitude has dropped
                 // (lead change, gain change). Let the signal level follow it down.
                 if gap > self.cfg.decay_after_rr * mean_rr {
@@ -228,15 +364,14 @@ impl<'a> Tracker<'a> {
                 }
                 return;
             };
-            self.signal = 0.25 * m[b] + 0.75 * self.signal;
-            self.noise_since_beat.retain(|&p| p > b);
+            self.signal = 0.25 * e + 0.75 * self.signal;
+            self.noise_since_beat.retain(|&(p, _)| p > b);
             self.accept(b);
         }
     }
 
-    /// Classifies candidate `c` as QRS or noise, with the T-wave slope test.
-    fn classify(&mut self, c: usize) {
-        let m = self.f.energy[c];
+    /// Classifies candidate `c` (energy `m`) as QRS or noise, with the T-wave slope test.
+    fn classify(&mut self, c: usize, m: f64) {
         let is_qrs = m > self.threshold()
             && match self.beats.last() {
                 Some(&last) if c - last < self.samples(self.cfg.t_wave_s) => {
@@ -251,7 +386,7 @@ impl<'a> Tracker<'a> {
             self.accept(c);
         } else {
             self.noise = 0.125 * m + 0.875 * self.noise;
-            self.noise_since_beat.push(c);
+            self.noise_since_beat.push((c, m));
         }
     }
 
@@ -297,9 +432,9 @@ pub fn detect_with(x: &[f64], fs: f64, cfg: &QrsConfig) -> Vec<usize> {
     let Some(mut tracker) = Tracker::new(cfg, fs, &f) else {
         return Vec::new();
     };
-    for c in candidates(&f.energy, (cfg.refractory_s * fs).round() as usize) {
+    for &(c, m) in &f.candidates {
         tracker.search_back(c);
-        tracker.classify(c);
+        tracker.classify(c, m);
     }
     tracker.peaks()
 }

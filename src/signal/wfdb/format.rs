@@ -116,13 +116,12 @@ impl Format {
             let mut out = vec![0; n];
             let mut pairs = out.chunks_exact_mut(2);
             for (pair, c) in pairs.by_ref().zip(bytes.chunks_exact(3)) {
-                let (b0, b1, b2) = (c[0] as u32, c[1] as u32, c[2] as u32);
-                pair[0] = sign_extend(b0 | ((b1 & 0x0f) << 8), 12);
-                pair[1] = sign_extend(b2 | ((b1 & 0xf0) << 4), 12);
+                let (a, b) = pair_212(c);
+                pair[0] = sign_extend(a, 12);
+                pair[1] = sign_extend(b, 12);
             }
             if let [last] = pairs.into_remainder() {
-                let i = n / 2 * 3;
-                *last = sign_extend(bytes[i] as u32 | ((bytes[i + 1] as u32 & 0x0f) << 8), 12);
+                *last = sign_extend(last_212(bytes, n), 12);
             }
             return out;
         }
@@ -196,24 +195,33 @@ impl Format {
     }
 }
 
-fn sign_extend(value: u32, bits: u32) -> i32 {
+pub(crate) fn sign_extend(value: u32, bits: u32) -> i32 {
     let shift = 32 - bits;
     ((value << shift) as i32) >> shift
 }
 
+/// The two unsigned 12-bit values of a format 212 group of three bytes.
+#[inline(always)]
+pub(crate) fn pair_212(g: &[u8]) -> (u32, u32) {
+    let (b0, b1, b2) = (g[0] as u32, g[1] as u32, g[2] as u32);
+    (b0 | ((b1 & 0x0f) << 8), b2 | ((b1 & 0xf0) << 4))
+}
+
+/// The unsigned 12-bit value of sample `n - 1` when `n` is odd: the first
+/// of the last group, of which only two bytes exist.
+pub(crate) fn last_212(bytes: &[u8], n: usize) -> u32 {
+    let i = n / 2 * 3;
+    bytes[i] as u32 | ((bytes[i + 1] as u32 & 0x0f) << 8)
+}
+
 fn decode_212(bytes: &[u8], n: usize, mut f: impl FnMut(i32)) {
-    let mut chunks = bytes.chunks_exact(3);
-    for c in chunks.by_ref().take(n / 2) {
-        let (b0, b1, b2) = (c[0] as u32, c[1] as u32, c[2] as u32);
-        f(sign_extend(b0 | ((b1 & 0x0f) << 8), 12));
-        f(sign_extend(b2 | ((b1 & 0xf0) << 4), 12));
+    for c in bytes.chunks_exact(3).take(n / 2) {
+        let (a, b) = pair_212(c);
+        f(sign_extend(a, 12));
+        f(sign_extend(b, 12));
     }
     if n % 2 == 1 {
-        let i = n / 2 * 3;
-        f(sign_extend(
-            bytes[i] as u32 | ((bytes[i + 1] as u32 & 0x0f) << 8),
-            12,
-        ));
+        f(sign_extend(last_212(bytes, n), 12));
     }
 }
 

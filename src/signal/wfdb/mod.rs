@@ -119,6 +119,10 @@ fn read_file_group(
             message: "the file holds no samples".into(),
         });
     }
+    if spec.format == Format::F212 && (k == 1 || k.is_multiple_of(2)) {
+        let specs: Vec<&SignalSpec> = members.iter().map(|&i| &header.signals[i]).collect();
+        return Ok(leads_212(&specs, data, n));
+    }
     // Decode the interleaved stream into one buffer (a plain push per sample),
     // then checksum and scale each channel in one strided pass: measured 2x
     // faster than de-interleaving into per-channel vectors while decoding.
@@ -154,6 +158,66 @@ fn to_lead(spec: &SignalSpec, frames: &[i32], k: usize, channel: usize) -> (Lead
         samples,
     };
     (lead, sum)
+}
+
+/// Format 212 straight to millivolts, `n` samples of each of `specs` (one or an
+/// even number of interleaved signals, so that every frame is whole 3-byte
+/// groups), with their checksums. A 12-bit sample has only 4096 values, so each
+/// signal's conversion `(v - baseline) / gain` is a table built once: a load
+/// per sample instead of a division, with the same result to the bit (the
+/// table holds the very expression [`to_lead`] computes). No intermediate
+/// buffer of ADC values either.
+fn leads_212(specs: &[&SignalSpec], data: &[u8], n: usize) -> Vec<(Lead, u16)> {
+    let k = specs.len();
+    let signed = |raw: u32| format::sign_extend(raw, 12) as i64;
+    specs
+        .iter()
+        .enumerate()
+        .map(|(c, spec)| {
+            let (baseline, gain, to_mv) =
+                (spec.baseline as f64, spec.adc_gain, spec.to_millivolts());
+            let table: Box<[f64; 4096]> = Box::new(std::array::from_fn(|raw| {
+                (signed(raw as u32) as f64 - baseline) / gain * to_mv
+            }));
+            let (samples, sum): (Vec<f64>, i64) = if k == 1 {
+                // One signal: two samples per group, the last maybe alone.
+                let mut raw: Vec<u32> = data
+                    .chunks_exact(3)
+                    .take(n / 2)
+                    .flat_map(|g| <[u32; 2]>::from(format::pair_212(g)))
+                    .collect();
+                if n % 2 == 1 {
+                    raw.push(format::last_212(data, n));
+                }
+                (
+                    raw.iter().map(|&r| table[r as usize & 0xfff]).collect(),
+                    raw.iter().map(|&r| signed(r)).sum(),
+                )
+            } else {
+                // Signal `c` is the first or second value of group `c / 2`
+                // of each frame of `k / 2` groups. One plain loop converts
+                // and sums the checksum (a sum captured by a closure stayed
+                // in memory: twice as slow).
+                let (at, second) = (3 * (c / 2), c % 2 == 1);
+                let mut samples = vec![0.0; n];
+                let mut sum = 0i64;
+                for (out, frame) in samples.iter_mut().zip(data.chunks_exact(3 * k / 2)) {
+                    let (a, b) = format::pair_212(&frame[at..at + 3]);
+                    let v = if second { b } else { a };
+                    sum += signed(v);
+                    *out = table[v as usize & 0xfff];
+                }
+                (samples, sum)
+            };
+            let lead = Lead {
+                name: spec.description.clone(),
+                units: "mV".to_string(),
+                samples,
+            };
+            // WFDB's checksum: the sum of the values modulo 65536.
+            (lead, sum as u16)
+        })
+        .collect()
 }
 
 fn verify_checksum(header: &Header, signal: usize, actual: u16) -> Result<()> {
@@ -318,6 +382,39 @@ mod tests {
             for (lead, adc) in rec.leads.iter().zip([&a, &b]) {
                 let expect: Vec<f64> = adc.iter().map(|&v| v as f64 / 100.0).collect();
                 assert_eq!(lead.samples, expect, "{format:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn format_212_fast_path_equals_the_general_decoder_to_the_bit() {
+        // One, two (even: the table path) and three (odd: the general path)
+        // signals, odd and even lengths, gains and baselines that do not divide evenly.
+        for k in 1..=4 {
+            for n in [999, 1000] {
+                let adc: Vec<Vec<i32>> = (0..k)
+                    .map(|c| synthetic(n + c, -2048, 2047)[c..].to_vec())
+                    .collect();
+                let signals: Vec<(&str, f64, i64, &[i32])> = adc
+                    .iter()
+                    .enumerate()
+                    .map(|(c, v)| ("s", 200.0 + 7.3 * c as f64, 1024 - 37 * c as i64, &v[..]))
+                    .collect();
+                let (hea, dat) = write_record("r", 360.0, Format::F212, &signals);
+                let header = parse_header("r.hea", &hea).unwrap();
+                let rec = read_record(&header, |_| Some(&dat[..]), ReadOptions::default())
+                    .unwrap_or_else(|e| panic!("k {k} n {n}: {e}"));
+                let stream = Format::F212.decode(&dat, n * k);
+                for (c, lead) in rec.leads.iter().enumerate() {
+                    let (general, sum) = to_lead(&header.signals[c], &stream, k, c);
+                    assert_eq!(sum, checksum(&adc[c]), "k {k} n {n}");
+                    let same = lead
+                        .samples
+                        .iter()
+                        .zip(&general.samples)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same && lead.samples.len() == n, "k {k} n {n} signal {c}");
+                }
             }
         }
     }
