@@ -99,12 +99,21 @@ impl ZeroPhase {
         y.extend((1..=pad).rev().map(|i| 2.0 * x[0] - x[i]));
         y.extend_from_slice(x);
         y.extend((1..=pad).map(|i| 2.0 * x[n - 1] - x[n - 1 - i]));
-        // Forward over [left, x, right], then backward from the end of `right`.
-        self.pass(&mut y, false, avx);
-        self.pass(&mut y, true, avx);
-        y.truncate(pad + n);
-        y.drain(..pad);
-        y
+        // Forward over [left, x, right] in place, then backward from the end
+        // of `right` into the answer, `pad` places earlier (the extensions'
+        // outputs fall outside it): no copy to drop the extension.
+        self.pass(InPlace(&mut y), false, avx);
+        let mut out = vec![0.0; n];
+        self.pass(
+            Shifted {
+                src: &y,
+                dst: &mut out,
+                offset: pad,
+            },
+            true,
+            avx,
+        );
+        out
     }
 
     /// Samples after which the filter has forgotten where it started: its
@@ -137,8 +146,8 @@ impl ZeroPhase {
     /// it reaches its own samples its start is forgotten (< 1e-32 of the
     /// signal): the output is that of one serial pass up to rounding (checked
     /// against it in the tests, and against scipy on a whole record).
-    fn pass(&self, data: &mut [f64], rev: bool, avx: bool) {
-        let len = data.len();
+    fn pass(&self, mut io: impl Samples, rev: bool, avx: bool) {
+        let len = io.len();
         if let (Some((unit, gain)), Some(warm)) = (&self.unit, self.warm_up()) {
             // Whole groups of four steps for the AVX kernel.
             let warm = warm.next_multiple_of(4);
@@ -147,21 +156,21 @@ impl ZeroPhase {
             if enough && matches!(unit.len(), 2 | 4) {
                 let history = std::array::from_fn(|lane| {
                     let first = lane * ((len - warm) / LANES);
-                    self.steady_state(data[if rev { len - 1 - first } else { first }])
+                    self.steady_state(io.read(if rev { len - 1 - first } else { first }))
                 });
                 let layout = LaneLayout {
                     len,
                     m: (len - warm) / LANES,
                     warm,
                 };
-                return run_lanes(unit, *gain, layout, history, data, rev, avx);
+                return run_lanes(unit, *gain, layout, history, io, rev, avx);
             }
         }
-        let mut history = self.steady_state(data[if rev { len - 1 } else { 0 }]);
-        if rev {
-            self.run(&mut history, data.iter_mut().rev());
-        } else {
-            self.run(&mut history, data.iter_mut());
+        let mut history = self.steady_state(io.read(if rev { len - 1 } else { 0 }));
+        for k in 0..len {
+            let i = if rev { len - 1 - k } else { k };
+            let y = self.step(&mut history, io.read(i));
+            io.write(i, y);
         }
     }
 
@@ -181,12 +190,12 @@ impl ZeroPhase {
         history
     }
 
-    /// One serial pass over `samples` in place, in the order given, continuing `history`.
-    fn run<'a>(&self, history: &mut [[f64; 2]], samples: impl Iterator<Item = &'a mut f64>) {
+    /// One serial step of the cascade: input `x`, continuing `history`.
+    fn step(&self, history: &mut [[f64; 2]], x: f64) -> f64 {
         match &self.unit {
-            Some((unit, gain)) => samples.for_each(|v| *v = *gain * unit_step(unit, history, *v)),
-            None => samples.for_each(|v| {
-                let mut x = *v;
+            Some((unit, gain)) => *gain * unit_step(unit, history, x),
+            None => {
+                let mut x = x;
                 for (k, c) in self.sections.iter().enumerate() {
                     let ([x1, x2], [y1, y2]) = (history[k], history[k + 1]);
                     let y = c.b0 * x + c.b1 * x1 + c.b2 * x2 - c.a1 * y1 - c.a2 * y2;
@@ -195,9 +204,74 @@ impl ZeroPhase {
                 }
                 let last = history.len() - 1;
                 history[last] = [x, history[last][0]];
-                *v = x;
-            }),
+                x
+            }
         }
+    }
+}
+
+/// Where a pass reads its input and writes its output: in place, or from one
+/// buffer into another (the lane pass's kernels are generic over it).
+trait Samples {
+    /// Input samples.
+    fn len(&self) -> usize;
+    fn read(&self, i: usize) -> f64;
+    /// The output of input sample `i`.
+    fn write(&mut self, i: usize, v: f64);
+    /// For the AVX kernel: the input, the output, the offset of the output
+    /// (input `i` goes to output `i - offset`) and the output's length.
+    fn raw(&mut self) -> (*const f64, *mut f64, usize, usize);
+}
+
+/// Output over input.
+struct InPlace<'a>(&'a mut [f64]);
+
+impl Samples for InPlace<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    #[inline(always)]
+    fn read(&self, i: usize) -> f64 {
+        self.0[i]
+    }
+    #[inline(always)]
+    fn write(&mut self, i: usize, v: f64) {
+        self.0[i] = v;
+    }
+    fn raw(&mut self) -> (*const f64, *mut f64, usize, usize) {
+        let p = self.0.as_mut_ptr();
+        (p, p, 0, self.0.len())
+    }
+}
+
+/// Input `i` to `dst[i - offset]`; outputs outside `dst` are dropped.
+struct Shifted<'a> {
+    src: &'a [f64],
+    dst: &'a mut [f64],
+    offset: usize,
+}
+
+impl Samples for Shifted<'_> {
+    fn len(&self) -> usize {
+        self.src.len()
+    }
+    #[inline(always)]
+    fn read(&self, i: usize) -> f64 {
+        self.src[i]
+    }
+    #[inline(always)]
+    fn write(&mut self, i: usize, v: f64) {
+        if let Some(d) = i.checked_sub(self.offset).and_then(|o| self.dst.get_mut(o)) {
+            *d = v;
+        }
+    }
+    fn raw(&mut self) -> (*const f64, *mut f64, usize, usize) {
+        (
+            self.src.as_ptr(),
+            self.dst.as_mut_ptr(),
+            self.offset,
+            self.dst.len(),
+        )
     }
 }
 
@@ -275,15 +349,15 @@ fn run_lanes(
     gain: f64,
     layout: LaneLayout,
     history: [Vec<[f64; 2]>; LANES],
-    data: &mut [f64],
+    io: impl Samples,
     rev: bool,
     avx: bool,
 ) {
     match (sections.len(), rev) {
-        (2, false) => lanes::<2, false>(sections, gain, layout, history, data, avx),
-        (2, true) => lanes::<2, true>(sections, gain, layout, history, data, avx),
-        (_, false) => lanes::<4, false>(sections, gain, layout, history, data, avx),
-        (_, true) => lanes::<4, true>(sections, gain, layout, history, data, avx),
+        (2, false) => lanes::<2, false>(sections, gain, layout, history, io, avx),
+        (2, true) => lanes::<2, true>(sections, gain, layout, history, io, avx),
+        (_, false) => lanes::<4, false>(sections, gain, layout, history, io, avx),
+        (_, true) => lanes::<4, true>(sections, gain, layout, history, io, avx),
     }
 }
 
@@ -336,7 +410,7 @@ fn lanes<const N: usize, const REV: bool>(
     gain: f64,
     layout: LaneLayout,
     history: [Vec<[f64; 2]>; LANES],
-    data: &mut [f64],
+    mut io: impl Samples,
     avx: bool,
 ) {
     let LaneLayout { len, warm, .. } = layout;
@@ -355,11 +429,11 @@ fn lanes<const N: usize, const REV: bool>(
     #[cfg(target_arch = "x86_64")]
     if avx {
         // SAFETY: the caller saw AVX on this CPU.
-        done = unsafe { avx::steps::<N, REV>(&mut state, layout, data) };
+        done = unsafe { avx::steps::<N, REV>(&mut state, layout, &mut io) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = avx;
-    portable_steps::<N, REV>(&mut state, layout, data, done..steps);
+    portable_steps::<N, REV>(&mut state, layout, &mut io, done..steps);
     // The remainder, on the last lane's history.
     let last = LANES - 1;
     let levels: [[f64; 2]; MAX_LEVELS] =
@@ -367,7 +441,8 @@ fn lanes<const N: usize, const REV: bool>(
     let mut history = levels[..=N].to_vec();
     let at = |i: usize| if REV { len - 1 - i } else { i };
     for i in warm + LANES * layout.m..len {
-        data[at(i)] = gain * unit_step(sections, &mut history, data[at(i)]);
+        let y = gain * unit_step(sections, &mut history, io.read(at(i)));
+        io.write(at(i), y);
     }
 }
 
@@ -380,7 +455,7 @@ fn lanes<const N: usize, const REV: bool>(
 fn portable_steps<const N: usize, const REV: bool>(
     s: &mut LaneState<N>,
     layout: LaneLayout,
-    data: &mut [f64],
+    io: &mut impl Samples,
     range: std::ops::Range<usize>,
 ) {
     let mut block = [[0.0; LANES]; BLOCK];
@@ -388,7 +463,7 @@ fn portable_steps<const N: usize, const REV: bool>(
         let rows = BLOCK.min(range.end - start);
         for lane in 0..LANES {
             for (j, row) in block[..rows].iter_mut().enumerate() {
-                row[lane] = data[layout.at::<REV>(lane, start + j)];
+                row[lane] = io.read(layout.at::<REV>(lane, start + j));
             }
         }
         for row in &mut block[..rows] {
@@ -403,7 +478,7 @@ fn portable_steps<const N: usize, const REV: bool>(
                 layout.warm.saturating_sub(start).min(rows)
             };
             for (j, row) in block[..rows].iter().enumerate().skip(skip) {
-                data[layout.at::<REV>(lane, start + j)] = row[lane];
+                io.write(layout.at::<REV>(lane, start + j), row[lane]);
             }
         }
     }
@@ -418,7 +493,7 @@ fn portable_steps<const N: usize, const REV: bool>(
 /// are those of [`lanes_step`], so the results are the same to the bit.
 #[cfg(target_arch = "x86_64")]
 mod avx {
-    use super::{LaneLayout, LaneState, LANES, MAX_LEVELS};
+    use super::{LaneLayout, LaneState, Samples, LANES, MAX_LEVELS};
     use std::arch::x86_64::*;
 
     /// Rows of four lanes to lanes of four rows (and back).
@@ -446,7 +521,7 @@ mod avx {
     pub(super) unsafe fn steps<const N: usize, const REV: bool>(
         s: &mut LaneState<N>,
         layout: LaneLayout,
-        data: &mut [f64],
+        io: &mut impl Samples,
     ) -> usize {
         let total = layout.warm + layout.m;
         let groups = total / 4;
@@ -471,13 +546,13 @@ mod avx {
                 layout.at::<REV>(lane, step)
             }
         };
-        let ptr = data.as_mut_ptr();
+        let (src, dst, offset, dst_len) = io.raw();
         for g in 0..groups {
             let step = g * 4;
             // SAFETY: steps < warm + m keep every lane inside `data`
             // (`warm + LANES m <= len`), four samples from `first` on.
             let loaded: [__m256d; LANES] =
-                std::array::from_fn(|lane| unsafe { _mm256_loadu_pd(ptr.add(first(lane, step))) });
+                std::array::from_fn(|lane| unsafe { _mm256_loadu_pd(src.add(first(lane, step))) });
             let mut rows = transpose(loaded);
             if REV {
                 rows.reverse();
@@ -505,8 +580,24 @@ mod avx {
             // Lanes other than the first drop their warm-up outputs.
             let lanes = if step < layout.warm { 1 } else { LANES };
             for (lane, o) in out.iter().enumerate().take(lanes) {
-                // SAFETY: the four samples just loaded from this lane.
-                unsafe { _mm256_storeu_pd(ptr.add(first(lane, step)), *o) };
+                let at = first(lane, step);
+                match at.checked_sub(offset) {
+                    // SAFETY: inside the output; in place, the four samples
+                    // just loaded from this lane.
+                    Some(d) if d + 4 <= dst_len => unsafe { _mm256_storeu_pd(dst.add(d), *o) },
+                    _ => {
+                        // At the ends of a shifted output: those that land inside.
+                        let mut four = [0.0; 4];
+                        // SAFETY: `four` holds four f64.
+                        unsafe { _mm256_storeu_pd(four.as_mut_ptr(), *o) };
+                        for (j, v) in four.iter().enumerate() {
+                            if let Some(d) = (at + j).checked_sub(offset).filter(|&d| d < dst_len) {
+                                // SAFETY: checked against the output's length.
+                                unsafe { *dst.add(d) = *v };
+                            }
+                        }
+                    }
+                }
             }
         }
         let mut back = [[0.0; LANES]; MAX_LEVELS];
