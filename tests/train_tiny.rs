@@ -26,7 +26,13 @@ fn one_epoch_trains_exports_and_matches_onnx_runtime() {
     assert!((0.8..1.25).contains(&rate_rel), "{rate_rel}");
     let train_set = set.subset(&(0..24).collect::<Vec<_>>());
     let val_set = set.subset(&(100..116).collect::<Vec<_>>());
-    let mut cfg = TrainingConfig::new(AttentionNetConfig::new().with_features(6))
+    // As `ecg-train segment` builds it: the features' wide path to the logits and
+    // the whole-embedding signal dropout.
+    let net = AttentionNetConfig::new()
+        .with_features(6)
+        .with_feature_logits(true)
+        .with_signal_dropout(0.5);
+    let mut cfg = TrainingConfig::new(net)
         .with_max_epochs(1)
         .with_batch_size(8);
     let log = std::env::temp_dir().join(format!("ecg-train-tiny-{}.jsonl", std::process::id()));

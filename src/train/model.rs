@@ -9,6 +9,8 @@
 //!  -> Conv1d 64->64 k4 stride 4 + ReLU            [B, 64, 112]   (the strided step: 112 tokens)
 //!  -> tokens [B, 112, 64] + sinusoidal position code -> 8-head self-attention (residual)
 //!  -> mean over tokens [B, 64] -> Dense 128 + ReLU + Dropout -> Dense 2 (logits)
+//! features [B, 6] (rhythm) -> Dense 32 + ReLU, joins the pooled tokens before Dense 128
+//!   optional (`feature_logits`): -> Dense 2, added to the logits (a "wide" path)
 //! attention [B, 112]: attention each token receives, averaged over heads and queries
 //! ```
 //! The beat model ([`AttentionNetConfig::beat`]): a 252-sample window around an
@@ -79,6 +81,17 @@ pub struct AttentionNetConfig {
     /// Units of the Dense + ReLU the features pass before joining the tokens.
     #[config(default = 32)]
     pub feature_units: usize,
+    /// Also add a linear map of the features straight to the logits (a "wide"
+    /// path beside the deep one): the rhythm's evidence reaches the decision
+    /// without passing the layers that also carry the signal's morphology.
+    #[config(default = false)]
+    pub feature_logits: bool,
+    /// Training only: the probability that a whole example's pooled signal
+    /// embedding is zeroed (the rest scaled up), so that the features alone
+    /// must carry the decision that often. Morphology learnt from a few
+    /// training patients transfers worse to new patients than rhythm does.
+    #[config(default = 0.0)]
+    pub signal_dropout: f64,
 }
 
 impl AttentionNetConfig {
@@ -135,7 +148,10 @@ impl AttentionNetConfig {
             )
             .init(device),
             head: LinearConfig::new(self.dense, self.classes).init(device),
+            wide: (self.features > 0 && self.feature_logits)
+                .then(|| LinearConfig::new(self.features, self.classes).init(device)),
             dropout: DropoutConfig::new(self.dropout).init(),
+            signal_dropout: DropoutConfig::new(self.signal_dropout).init(),
             relu: Relu::new(),
             position_code: self.position_code,
         }
@@ -168,7 +184,11 @@ pub struct AttentionNet {
     pub features: Option<Linear>,
     pub dense: Linear,
     pub head: Linear,
+    /// Features straight to logits ([`AttentionNetConfig::feature_logits`]).
+    pub wide: Option<Linear>,
     pub dropout: Dropout,
+    /// Drops whole examples' signal embeddings while training.
+    pub signal_dropout: Dropout,
     pub relu: Relu,
     pub position_code: bool,
 }
@@ -201,16 +221,27 @@ impl AttentionNet {
         let mha = self.attention.forward(MhaInput::self_attn(tokens.clone()));
         let hidden = tokens + mha.context;
         let pooled: Tensor<2> = hidden.mean_dim(1).squeeze_dim(1);
-        let pooled = match (&self.features, features) {
-            (Some(layer), Some(f)) => {
-                Tensor::cat(vec![pooled, self.relu.forward(layer.forward(f))], 1)
-            }
-            _ => pooled,
+        // One keep-or-drop factor per example (identity outside training).
+        let [batch, _] = pooled.dims();
+        let keep = self
+            .signal_dropout
+            .forward(Tensor::<2>::ones([batch, 1], &pooled.device()));
+        let pooled = pooled * keep;
+        let (pooled, wide) = match (&self.features, features) {
+            (Some(layer), Some(f)) => (
+                Tensor::cat(vec![pooled, self.relu.forward(layer.forward(f.clone()))], 1),
+                self.wide.as_ref().map(|w| w.forward(f)),
+            ),
+            _ => (pooled, None),
         };
         let dense = self
             .dropout
             .forward(self.relu.forward(self.dense.forward(pooled)));
         let logits = self.head.forward(dense);
+        let logits = match wide {
+            Some(w) => logits + w,
+            None => logits,
+        };
         // weights [B, H, T, T]: mean over heads and queries -> [B, T]
         let attention: Tensor<2> = mha.weights.mean_dim(1).mean_dim(2).squeeze_dims(&[1, 2]);
         NetOutput { logits, attention }

@@ -274,7 +274,11 @@ pub fn export(net: &AttentionNet, cfg: &AttentionNetConfig, name: &str, version:
     }
     let dense = g.linear("dense", &pooled, &net.dense);
     let dense = g.relu(&dense);
-    let logits = g.linear("head", &dense, &net.head);
+    let mut logits = g.linear("head", &dense, &net.head);
+    if let Some(wide) = &net.wide {
+        let w = g.linear("features.wide", "features", wide);
+        logits = g.node("Add", &[&logits, &w], "logits.wide", vec![]);
+    }
     g.node("Identity", &[&logits], "logits", vec![]);
     g.node(
         "ReduceMean",

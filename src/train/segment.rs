@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::data::{load_windows, SplitMix, WindowSet, ABNORMAL, DS1, DS2, LABELS, PACED};
-use super::metrics::BinaryReport;
+use super::metrics::{point_at_specificity, BinaryReport};
 use super::training::{column, fit_and_export, predict_onnx, TrainingConfig};
 use crate::engine::{Provider, Runtime};
 use crate::model::card::{sha256_hex, AttentionMap, Decision, Split, TensorSpec};
@@ -168,9 +168,12 @@ pub fn run(opts: &TrainOptions, prep: Preprocessing) -> Result<PathBuf> {
         &opts.name,
         &opts.version,
     )?;
-    let val_report = BinaryReport::new(&column(&fitted.val_probs, 2, 1), &sets.val.labels, 0.5);
+    let val_probs = column(&fitted.val_probs, 2, 1);
+    let decision = decision(&cfg, &val_probs, &sets.val.labels);
+    let threshold = decision.threshold;
+    let val_report = BinaryReport::new(&val_probs, &sets.val.labels, threshold);
     let test_probs = column(&fitted.test_probs, 2, 1);
-    let test_report = BinaryReport::new(&test_probs, &sets.test.labels, 0.5);
+    let test_report = BinaryReport::new(&test_probs, &sets.test.labels, threshold);
     print!(
         "{}",
         val_report.table(&format!("validation: {}", sets.split.kind))
@@ -181,7 +184,7 @@ pub fn run(opts: &TrainOptions, prep: Preprocessing) -> Result<PathBuf> {
     );
     let metrics = json!({
         "test": test_report,
-        "test_per_record": per_record(&sets.test, &test_probs, 0.5),
+        "test_per_record": per_record(&sets.test, &test_probs, threshold),
         "validation": val_report,
         "parity": fitted.parity,
         "best_epoch": fitted.best_epoch,
@@ -193,7 +196,7 @@ pub fn run(opts: &TrainOptions, prep: Preprocessing) -> Result<PathBuf> {
         base.with_extension("report.json"),
         serde_json::to_string_pretty(&metrics)?,
     )?;
-    let specifics = segment_specifics(&cfg, &prep);
+    let specifics = segment_specifics(&cfg, &prep, decision);
     let card = model_card(
         opts,
         &cfg,
@@ -301,8 +304,40 @@ pub fn model_card(
     }
 }
 
+/// The card's decision rule: P(Abnormal) at or above the validation set's ROC
+/// point with `cfg.target_specificity` (never the test set's), or 0.5 (argmax)
+/// when no target is set or validation has no such point.
+fn decision(cfg: &TrainingConfig, val_probs: &[f64], val_labels: &[u8]) -> Decision {
+    let point = point_at_specificity(val_probs, val_labels, cfg.target_specificity);
+    let (threshold, chosen_by) = if cfg.target_specificity > 0.0 && point.threshold.is_finite() {
+        (
+            point.threshold,
+            format!(
+                "validation ROC point with Normal specificity >= {:.0} % (validation: specificity {:.2} %, Abnormal recall {:.2} %)",
+                100.0 * cfg.target_specificity,
+                100.0 * point.normal_specificity,
+                100.0 * point.abnormal_recall
+            ),
+        )
+    } else {
+        (
+            0.5,
+            "argmax of a class-weighted model (P(Abnormal) >= 0.5)".to_string(),
+        )
+    };
+    Decision {
+        positive_label: "Abnormal".into(),
+        threshold,
+        chosen_by,
+    }
+}
+
 /// The segment model's part of its card.
-fn segment_specifics(cfg: &TrainingConfig, prep: &Preprocessing) -> CardSpecifics {
+fn segment_specifics(
+    cfg: &TrainingConfig,
+    prep: &Preprocessing,
+    decision: Decision,
+) -> CardSpecifics {
     let mut input_description =
         "z-scored 10 s windows of the band-passed lead at the model rate".to_string();
     if prep.feature_width() > 0 {
@@ -315,11 +350,7 @@ fn segment_specifics(cfg: &TrainingConfig, prep: &Preprocessing) -> CardSpecific
         task: "segment",
         labels: strings(&LABELS),
         input_description,
-        decision: Decision {
-            positive_label: "Abnormal".into(),
-            threshold: 0.5,
-            chosen_by: "argmax of a class-weighted model (P(Abnormal) >= 0.5)".into(),
-        },
+        decision,
         label_rule: json!({
             "abnormal_when": "fraction of the window's annotated beats that are not AAMI N > abnormal_fraction",
             "abnormal_fraction": cfg.abnormal_fraction,

@@ -121,6 +121,10 @@ pub struct TrainingConfig {
     /// The learning rate is multiplied by this after every epoch.
     #[config(default = 0.85)]
     pub lr_decay: f64,
+    /// Binary models: the decision threshold is the validation set's ROC point
+    /// with at least this specificity (0: the argmax threshold 0.5).
+    #[config(default = 0.0)]
+    pub target_specificity: f64,
 }
 
 /// One line of the metrics log.
