@@ -475,6 +475,73 @@ mod tests {
         }
     }
 
+    /// The streamed energy and its candidates (chunks, carried samples, bit
+    /// masks, fast middle) against the plain computation: the whole energy
+    /// in one vector, then every local maximum, then the refractory rule.
+    #[test]
+    fn streamed_candidates_equal_the_plain_computation() {
+        fn plain(band: &[f64], fs: f64, half: usize, refractory: usize) -> (Vec<f64>, Vec<usize>) {
+            let n = band.len();
+            let mut d2 = vec![0.0; n];
+            for (d, w) in d2[1..].iter_mut().zip(band.windows(3)) {
+                let slope = (w[2] - w[0]) * fs / 2.0;
+                *d = slope * slope;
+            }
+            let mut sum: f64 = d2[..half.min(n)].iter().sum();
+            let mut energy = vec![0.0; n];
+            for (i, e) in energy.iter_mut().enumerate() {
+                let enter = d2.get(i + half).copied().unwrap_or(0.0);
+                let leave = if i > half { d2[i - half - 1] } else { 0.0 };
+                sum += enter - leave;
+                *e = sum.max(0.0);
+            }
+            let mut kept: Vec<usize> = Vec::new();
+            for (w, i) in energy.windows(3).zip(1..) {
+                if !(w[1] > w[0] && w[1] >= w[2]) {
+                    continue;
+                }
+                while let Some(&last) = kept.last() {
+                    if i - last >= refractory || energy[last] >= energy[i] {
+                        break;
+                    }
+                    kept.pop();
+                }
+                if kept.last().is_none_or(|&last| i - last >= refractory) {
+                    kept.push(i);
+                }
+            }
+            (energy, kept)
+        }
+        // Lengths around the chunk size (2048) and the mask width (64).
+        for (fs, n) in [
+            (360.0, 2047),
+            (360.0, 2048),
+            (360.0, 2049),
+            (360.0, 4161),
+            (125.0, 700),
+            (1000.0, 9000),
+        ] {
+            let (x, _) = synthetic(fs, n as f64 / fs, 0.7, 1.0);
+            let band: Vec<f64> = x
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v + 0.01 * ((i * 7919) % 97) as f64 / 97.0)
+                .collect();
+            let half = ((0.15 * fs) as usize / 2).max(1);
+            let refractory = (0.2 * fs) as usize;
+            let learn = n.min((10.0 * fs) as usize);
+            let (first, found) = candidates(Energy::new(&band, fs, half), refractory, learn);
+            let (energy, expected) = plain(&band, fs, half, refractory);
+            assert_eq!(first, energy[..learn], "fs {fs} n {n}");
+            let at: Vec<usize> = found.iter().map(|c| c.0).collect();
+            assert_eq!(at, expected, "fs {fs} n {n}");
+            assert!(found
+                .iter()
+                .all(|&(i, e)| e.to_bits() == energy[i].to_bits()));
+            assert!(!expected.is_empty());
+        }
+    }
+
     #[test]
     fn flat_short_and_bad_inputs_give_no_beats() {
         assert!(detect_r_peaks(&[], 360.0).is_empty());
