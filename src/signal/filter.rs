@@ -152,17 +152,13 @@ impl ZeroPhase {
             // Whole groups of four steps for the AVX kernel.
             let warm = warm.next_multiple_of(4);
             // Lanes only where the warm-up costs little (< 1/4 of the work).
-            let enough = (LANES - 1) * warm * 4 <= len && (len - warm) / LANES >= BLOCK;
+            let m = len.saturating_sub(warm) / LANES;
+            let enough = (LANES - 1) * warm * 4 <= len && m >= BLOCK;
             if enough && matches!(unit.len(), 2 | 4) {
+                let layout = LaneLayout { len, m, warm };
                 let history = std::array::from_fn(|lane| {
-                    let first = lane * ((len - warm) / LANES);
-                    self.steady_state(io.read(if rev { len - 1 - first } else { first }))
+                    self.steady_state(io.read(layout.at_rev(rev, lane, 0)))
                 });
-                let layout = LaneLayout {
-                    len,
-                    m: (len - warm) / LANES,
-                    warm,
-                };
                 return run_lanes(unit, *gain, layout, history, io, rev, avx);
             }
         }
@@ -329,8 +325,8 @@ fn lanes_step<const N: usize>(
     u
 }
 
-/// [`ZeroPhase::pass`] over [`LANES`] stretches of `data` at once (in place),
-/// for 2 or 4 sections with numerators `[1, b1, 1]` and one overall `gain`,
+/// [`ZeroPhase::pass`] over [`LANES`] stretches of the input at once (in
+/// place or into another buffer, as `io` says), for 2 or 4 sections with numerators `[1, b1, 1]` and one overall `gain`,
 /// each lane starting from its `history`.
 ///
 /// With `m = (len - warm) / LANES`, lane `l` starts at `l m` (in the pass's
@@ -384,7 +380,7 @@ struct LaneState<const N: usize> {
 }
 
 /// Where the lane pass reads and writes: lane `l`'s `i`-th step is the pass's
-/// sample `l m + i`, at `data[l m + i]` forward and `data[len - 1 - l m - i]`
+/// sample `l m + i`, at input `l m + i` forward and `len - 1 - l m - i`
 /// backward.
 #[derive(Clone, Copy)]
 struct LaneLayout {
@@ -396,8 +392,13 @@ struct LaneLayout {
 impl LaneLayout {
     #[inline(always)]
     fn at<const REV: bool>(self, lane: usize, step: usize) -> usize {
+        self.at_rev(REV, lane, step)
+    }
+
+    #[inline(always)]
+    fn at_rev(self, rev: bool, lane: usize, step: usize) -> usize {
         let i = lane * self.m + step;
-        if REV {
+        if rev {
             self.len - 1 - i
         } else {
             i
@@ -430,7 +431,7 @@ fn lanes<const N: usize, const REV: bool>(
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if avx {
-        // SAFETY: the caller saw AVX on this CPU.
+        // SAFETY: the caller saw AVX and FMA on this CPU (`avx_available`).
         done = unsafe { avx::steps::<N, REV>(&mut state, layout, &mut io) };
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -441,10 +442,10 @@ fn lanes<const N: usize, const REV: bool>(
     let levels: [[f64; 2]; MAX_LEVELS] =
         std::array::from_fn(|l| [state.h1[l][last], state.h2[l][last]]);
     let mut history = levels[..=N].to_vec();
-    let at = |i: usize| if REV { len - 1 - i } else { i };
     for i in warm + LANES * layout.m..len {
-        let y = gain * unit_step(sections, &mut history, io.read(at(i)));
-        io.write(at(i), y);
+        let at = layout.at::<REV>(0, i);
+        let y = gain * unit_step(sections, &mut history, io.read(at));
+        io.write(at, y);
     }
 }
 
@@ -522,7 +523,7 @@ mod avx {
     /// (the rest is left to the portable loop).
     ///
     /// # Safety
-    /// The CPU must support AVX.
+    /// The CPU must support AVX and FMA.
     #[target_feature(enable = "avx,fma")]
     pub(super) unsafe fn steps<const N: usize, const REV: bool>(
         s: &mut LaneState<N>,
@@ -555,7 +556,7 @@ mod avx {
         let (src, dst, offset, dst_len) = io.raw();
         for g in 0..groups {
             let step = g * 4;
-            // SAFETY: steps < warm + m keep every lane inside `data`
+            // SAFETY: steps < warm + m keep every lane inside the input
             // (`warm + LANES m <= len`), four samples from `first` on.
             let loaded: [__m256d; LANES] =
                 std::array::from_fn(|lane| unsafe { _mm256_loadu_pd(src.add(first(lane, step))) });
@@ -674,12 +675,14 @@ mod tests {
                 sections: f.sections.clone(),
                 unit: None,
             };
-            let lanes = f.apply_with(&x, false);
-            let err = lanes
-                .iter()
-                .zip(serial.apply(&x))
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            let max_diff = |a: &[f64], b: &[f64]| {
+                assert_eq!(a.len(), b.len());
+                a.iter()
+                    .zip(b)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max)
+            };
+            let err = max_diff(&f.apply_with(&x, false), &serial.apply(&x));
             assert!(err < 1e-10, "{err}");
             if avx_available() {
                 // The AVX kernel (fused multiply-adds): the portable lanes'
@@ -688,13 +691,7 @@ mod tests {
                 // lane, step or edge would be off by the signal's size, ~1).
                 for cut in 0..4 {
                     let x = &x[cut..];
-                    let (avx, portable) = (f.apply_with(x, true), f.apply_with(x, false));
-                    assert_eq!(avx.len(), portable.len());
-                    let err = avx
-                        .iter()
-                        .zip(&portable)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0, f64::max);
+                    let err = max_diff(&f.apply_with(x, true), &f.apply_with(x, false));
                     assert!(err < 1e-10, "cut {cut}: {err}");
                 }
             } else {

@@ -105,14 +105,15 @@ struct Energy<'a> {
 impl<'a> Energy<'a> {
     fn new(band: &'a [f64], fs: f64, half: usize) -> Self {
         let n = band.len();
+        let head = (half + 2).min(n);
         let mut e = Energy {
             band,
             fs,
             half,
             sum: 0.0,
             next: 0,
-            head: (half + 2).min(n),
-            tail: n.saturating_sub(half + 1).max((half + 2).min(n)),
+            head,
+            tail: n.saturating_sub(half + 1).max(head),
         };
         e.sum = (0..half.min(n)).map(|i| e.d2(i)).sum();
         e
@@ -142,14 +143,19 @@ impl<'a> Energy<'a> {
         self.d2(i + self.half) - leave
     }
 
+    /// Samples `from..` into `out` with the edge tests of [`Self::change`].
+    fn edge(&mut self, out: &mut [f64], from: usize) {
+        for (e, i) in out.iter_mut().zip(from..) {
+            self.sum += self.change(i);
+            *e = self.sum.max(0.0);
+        }
+    }
+
     /// The next `out.len()` samples of the energy.
     fn fill(&mut self, out: &mut [f64]) {
         let (from, to) = (self.next, self.next + out.len());
         let (fast_from, fast_to) = (self.head.clamp(from, to), self.tail.clamp(from, to));
-        for (e, i) in out[..fast_from - from].iter_mut().zip(from..) {
-            self.sum += self.change(i);
-            *e = self.sum.max(0.0);
-        }
+        self.edge(&mut out[..fast_from - from], from);
         if fast_from < fast_to {
             // Sample `j` adds the derivative at `j + half` (from the band
             // around it) and drops the one at `j - half - 1`.
@@ -162,10 +168,7 @@ impl<'a> Energy<'a> {
                 self.sum,
             );
         }
-        for (e, i) in out[fast_to - from..].iter_mut().zip(fast_to..) {
-            self.sum += self.change(i);
-            *e = self.sum.max(0.0);
-        }
+        self.edge(&mut out[fast_to - from..], fast_to);
         self.next = to;
     }
 }
@@ -198,9 +201,8 @@ fn candidates(
     learn: usize,
 ) -> (Vec<f64>, Vec<(usize, f64)>) {
     // Chunk by chunk (the chunk stays in L1), after the last two samples of
-    // the chunk before: first every local maximum, written without a branch
-    // (the index is stored, the count moves on only for a maximum), since a
-    // branch here would be mispredicted at every small ripple of the energy.
+    // the chunk before: first every local maximum, then the refractory rule
+    // over those maxima only.
     const CHUNK: usize = 2048;
     let n = energy.len();
     let mut buf = vec![0.0; CHUNK + 2];

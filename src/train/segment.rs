@@ -308,8 +308,10 @@ pub fn model_card(
 /// point with `cfg.target_specificity` (never the test set's), or 0.5 (argmax)
 /// when no target is set or validation has no such point.
 fn decision(cfg: &TrainingConfig, val_probs: &[f64], val_labels: &[u8]) -> Decision {
-    let point = point_at_specificity(val_probs, val_labels, cfg.target_specificity);
-    let (threshold, chosen_by) = if cfg.target_specificity > 0.0 && point.threshold.is_finite() {
+    let point = (cfg.target_specificity > 0.0)
+        .then(|| point_at_specificity(val_probs, val_labels, cfg.target_specificity))
+        .filter(|p| p.threshold.is_finite());
+    let (threshold, chosen_by) = if let Some(point) = point {
         (
             point.threshold,
             format!(

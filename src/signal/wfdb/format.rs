@@ -209,7 +209,7 @@ pub(crate) fn pair_212(g: &[u8]) -> (u32, u32) {
 
 /// The unsigned 12-bit value of sample `n - 1` when `n` is odd: the first
 /// of the last group, of which only two bytes exist.
-pub(crate) fn last_212(bytes: &[u8], n: usize) -> u32 {
+fn last_212(bytes: &[u8], n: usize) -> u32 {
     let i = n / 2 * 3;
     bytes[i] as u32 | ((bytes[i + 1] as u32 & 0x0f) << 8)
 }

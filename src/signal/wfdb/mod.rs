@@ -146,18 +146,26 @@ pub fn checksum(samples: &[i32]) -> u16 {
 /// turns into a plain strided loop (a `step_by` iterator here cost 12 % of the
 /// whole pipeline in `perf`).
 fn to_lead(spec: &SignalSpec, frames: &[i32], k: usize, channel: usize) -> (Lead, u16) {
-    let (baseline, gain, to_mv) = (spec.baseline as f64, spec.adc_gain, spec.to_millivolts());
+    let mv = millivolts(spec);
     let adc = || frames.chunks_exact(k).map(move |f| f[channel]);
     let sum = adc().fold(0u16, |acc, v| acc.wrapping_add(v as u16));
-    let samples = adc()
-        .map(|v| (v as f64 - baseline) / gain * to_mv)
-        .collect();
-    let lead = Lead {
+    (lead(spec, adc().map(mv).collect()), sum)
+}
+
+/// An ADC value of the signal `spec` in millivolts (one expression for every
+/// reader, so the table of [`leads_212`] holds exactly what [`to_lead`] computes).
+fn millivolts(spec: &SignalSpec) -> impl Fn(i32) -> f64 {
+    let (baseline, gain, to_mv) = (spec.baseline as f64, spec.adc_gain, spec.to_millivolts());
+    move |v| (v as f64 - baseline) / gain * to_mv
+}
+
+/// The lead of signal `spec` with its `samples` in millivolts.
+fn lead(spec: &SignalSpec, samples: Vec<f64>) -> Lead {
+    Lead {
         name: spec.description.clone(),
         units: "mV".to_string(),
         samples,
-    };
-    (lead, sum)
+    }
 }
 
 /// Format 212 straight to millivolts, `n` samples of each of `specs` (one or an
@@ -165,8 +173,8 @@ fn to_lead(spec: &SignalSpec, frames: &[i32], k: usize, channel: usize) -> (Lead
 /// groups), with their checksums. A 12-bit sample has only 4096 values, so each
 /// signal's conversion `(v - baseline) / gain` is a table built once: a load
 /// per sample instead of a division, with the same result to the bit (the
-/// table holds the very expression [`to_lead`] computes). No intermediate
-/// buffer of ADC values either.
+/// table holds [`millivolts`], as [`to_lead`] does). With two or more
+/// signals, no intermediate buffer of ADC values either.
 fn leads_212(specs: &[&SignalSpec], data: &[u8], n: usize) -> Vec<(Lead, u16)> {
     let k = specs.len();
     let signed = |raw: u32| format::sign_extend(raw, 12) as i64;
@@ -174,25 +182,15 @@ fn leads_212(specs: &[&SignalSpec], data: &[u8], n: usize) -> Vec<(Lead, u16)> {
         .iter()
         .enumerate()
         .map(|(c, spec)| {
-            let (baseline, gain, to_mv) =
-                (spec.baseline as f64, spec.adc_gain, spec.to_millivolts());
-            let table: Box<[f64; 4096]> = Box::new(std::array::from_fn(|raw| {
-                (signed(raw as u32) as f64 - baseline) / gain * to_mv
-            }));
-            let (samples, sum): (Vec<f64>, i64) = if k == 1 {
-                // One signal: two samples per group, the last maybe alone.
-                let mut raw: Vec<u32> = data
-                    .chunks_exact(3)
-                    .take(n / 2)
-                    .flat_map(|g| <[u32; 2]>::from(format::pair_212(g)))
-                    .collect();
-                if n % 2 == 1 {
-                    raw.push(format::last_212(data, n));
-                }
-                (
-                    raw.iter().map(|&r| table[r as usize & 0xfff]).collect(),
-                    raw.iter().map(|&r| signed(r)).sum(),
-                )
+            let mv = millivolts(spec);
+            // Indexed by the 12 low bits of a value: its raw form.
+            let table: Box<[f64; 4096]> =
+                Box::new(std::array::from_fn(|raw| mv(signed(raw as u32) as i32)));
+            let (samples, sum): (Vec<f64>, u16) = if k == 1 {
+                // One signal: the plain decoder, then the table.
+                let adc = Format::F212.decode(data, n);
+                let samples = adc.iter().map(|&v| table[v as usize & 0xfff]).collect();
+                (samples, checksum(&adc))
             } else {
                 // Signal `c` is the first or second value of group `c / 2`
                 // of each frame of `k / 2` groups. One plain loop converts
@@ -207,15 +205,10 @@ fn leads_212(specs: &[&SignalSpec], data: &[u8], n: usize) -> Vec<(Lead, u16)> {
                     sum += signed(v);
                     *out = table[v as usize & 0xfff];
                 }
-                (samples, sum)
+                // WFDB's checksum: the sum of the values modulo 65536.
+                (samples, sum as u16)
             };
-            let lead = Lead {
-                name: spec.description.clone(),
-                units: "mV".to_string(),
-                samples,
-            };
-            // WFDB's checksum: the sum of the values modulo 65536.
-            (lead, sum as u16)
+            (lead(spec, samples), sum)
         })
         .collect()
 }
