@@ -89,30 +89,40 @@ impl ZeroPhase {
     }
 
     /// [`Self::apply`], on the AVX kernel or not (`avx` only where the CPU has it).
+    ///
+    /// The odd extensions are never joined to the signal: each is filtered on
+    /// its own, serially (a few dozen samples), and its end state carries the
+    /// pass on. Forward: the left extension (outputs unneeded), the signal
+    /// into the answer, the right extension into `tail`. Backward: `tail`
+    /// (outputs unneeded), then the answer in place. No copy of the signal,
+    /// and the answer is written before it is read (never cleared first).
     fn apply_with(&self, x: &[f64], avx: bool) -> Vec<f64> {
         let n = x.len();
         if n < 2 {
             return x.to_vec();
         }
         let pad = self.pad_len().min(n - 1);
-        let mut y = Vec::with_capacity(n + 2 * pad);
-        y.extend((1..=pad).rev().map(|i| 2.0 * x[0] - x[i]));
-        y.extend_from_slice(x);
-        y.extend((1..=pad).map(|i| 2.0 * x[n - 1] - x[n - 1 - i]));
-        // Forward over [left, x, right] in place, then backward from the end
-        // of `right` into the answer, `pad` places earlier (the extensions'
-        // outputs fall outside it): no copy to drop the extension.
-        self.pass(InPlace(&mut y), false, avx);
-        let mut out = vec![0.0; n];
-        self.pass(
-            Shifted {
-                src: &y,
-                dst: &mut out,
-                offset: pad,
-            },
-            true,
-            avx,
-        );
+        let left = (1..=pad).rev().map(|i| 2.0 * x[0] - x[i]);
+        let right = (1..=pad).map(|i| 2.0 * x[n - 1] - x[n - 1 - i]);
+        let mut history = self.steady_state(2.0 * x[0] - x[pad]);
+        for v in left {
+            self.step(&mut history, v);
+        }
+        let mut out = Vec::with_capacity(n);
+        let into = Into {
+            src: x,
+            dst: &mut out.spare_capacity_mut()[..n],
+        };
+        let mut history = self.pass(into, false, avx, Some(history));
+        // SAFETY: a pass writes every output (`pass`), and `Into` wrote them
+        // into the first `n` places of `out`'s capacity.
+        unsafe { out.set_len(n) };
+        let tail: Vec<f64> = right.map(|v| self.step(&mut history, v)).collect();
+        let mut history = self.steady_state(tail[pad - 1]);
+        for &v in tail.iter().rev() {
+            self.step(&mut history, v);
+        }
+        self.pass(InPlace(&mut out), true, avx, Some(history));
         out
     }
 
@@ -146,7 +156,17 @@ impl ZeroPhase {
     /// it reaches its own samples its start is forgotten (< 1e-32 of the
     /// signal): the output is that of one serial pass up to rounding (checked
     /// against it in the tests, and against scipy on a whole record).
-    fn pass(&self, mut io: impl Samples, rev: bool, avx: bool) {
+    ///
+    /// The pass starts from `start` (a history as in [`Self::steady_state`])
+    /// or, without one, from the steady state of its first sample; it returns
+    /// the history after its last sample. Every output is written.
+    fn pass(
+        &self,
+        mut io: impl Samples,
+        rev: bool,
+        avx: bool,
+        start: Option<Vec<[f64; 2]>>,
+    ) -> Vec<[f64; 2]> {
         let len = io.len();
         if let (Some((unit, gain)), Some(warm)) = (&self.unit, self.warm_up()) {
             // Whole groups of four steps for the AVX kernel.
@@ -156,18 +176,22 @@ impl ZeroPhase {
             let enough = (LANES - 1) * warm * 4 <= len && m >= BLOCK;
             if enough && matches!(unit.len(), 2 | 4) {
                 let layout = LaneLayout { len, m, warm };
-                let history = std::array::from_fn(|lane| {
-                    self.steady_state(io.read(layout.at_rev(rev, lane, 0)))
+                let mut start = start;
+                let history = std::array::from_fn(|lane| match start.take() {
+                    Some(history) if lane == 0 => history,
+                    _ => self.steady_state(io.read(layout.at_rev(rev, lane, 0))),
                 });
                 return run_lanes(unit, *gain, layout, history, io, rev, avx);
             }
         }
-        let mut history = self.steady_state(io.read(if rev { len - 1 } else { 0 }));
+        let mut history =
+            start.unwrap_or_else(|| self.steady_state(io.read(if rev { len - 1 } else { 0 })));
         for k in 0..len {
             let i = if rev { len - 1 - k } else { k };
             let y = self.step(&mut history, io.read(i));
             io.write(i, y);
         }
+        history
     }
 
     /// Filter history for a constant input `x0` (the steady state scipy's
@@ -207,16 +231,16 @@ impl ZeroPhase {
 }
 
 /// Where a pass reads its input and writes its output: in place, or from one
-/// buffer into another (the lane pass's kernels are generic over it).
+/// buffer into another of the same length (the lane pass's kernels are
+/// generic over it).
 trait Samples {
     /// Input samples.
     fn len(&self) -> usize;
     fn read(&self, i: usize) -> f64;
     /// The output of input sample `i`.
     fn write(&mut self, i: usize, v: f64);
-    /// For the AVX kernel: the input, the output, the offset of the output
-    /// (input `i` goes to output `i - offset`) and the output's length.
-    fn raw(&mut self) -> (*const f64, *mut f64, usize, usize);
+    /// For the AVX kernel: the input and the output (`len` samples each).
+    fn raw(&mut self) -> (*const f64, *mut f64);
 }
 
 /// Output over input.
@@ -234,20 +258,19 @@ impl Samples for InPlace<'_> {
     fn write(&mut self, i: usize, v: f64) {
         self.0[i] = v;
     }
-    fn raw(&mut self) -> (*const f64, *mut f64, usize, usize) {
+    fn raw(&mut self) -> (*const f64, *mut f64) {
         let p = self.0.as_mut_ptr();
-        (p, p, 0, self.0.len())
+        (p, p)
     }
 }
 
-/// Input `i` to `dst[i - offset]`; outputs outside `dst` are dropped.
-struct Shifted<'a> {
+/// Input `src[i]` to output `dst[i]`; `dst` starts uninitialised.
+struct Into<'a> {
     src: &'a [f64],
-    dst: &'a mut [f64],
-    offset: usize,
+    dst: &'a mut [std::mem::MaybeUninit<f64>],
 }
 
-impl Samples for Shifted<'_> {
+impl Samples for Into<'_> {
     fn len(&self) -> usize {
         self.src.len()
     }
@@ -257,17 +280,11 @@ impl Samples for Shifted<'_> {
     }
     #[inline(always)]
     fn write(&mut self, i: usize, v: f64) {
-        if let Some(d) = i.checked_sub(self.offset).and_then(|o| self.dst.get_mut(o)) {
-            *d = v;
-        }
+        self.dst[i].write(v);
     }
-    fn raw(&mut self) -> (*const f64, *mut f64, usize, usize) {
-        (
-            self.src.as_ptr(),
-            self.dst.as_mut_ptr(),
-            self.offset,
-            self.dst.len(),
-        )
+    fn raw(&mut self) -> (*const f64, *mut f64) {
+        assert_eq!(self.src.len(), self.dst.len());
+        (self.src.as_ptr(), self.dst.as_mut_ptr().cast())
     }
 }
 
@@ -348,7 +365,7 @@ fn run_lanes(
     io: impl Samples,
     rev: bool,
     avx: bool,
-) {
+) -> Vec<[f64; 2]> {
     match (sections.len(), rev) {
         (2, false) => lanes::<2, false>(sections, gain, layout, history, io, avx),
         (2, true) => lanes::<2, true>(sections, gain, layout, history, io, avx),
@@ -415,7 +432,7 @@ fn lanes<const N: usize, const REV: bool>(
     history: [Vec<[f64; 2]>; LANES],
     mut io: impl Samples,
     avx: bool,
-) {
+) -> Vec<[f64; 2]> {
     let LaneLayout { len, warm, .. } = layout;
     let value =
         |lane: usize, level: usize, i: usize| history[lane].get(level).map_or(0.0, |v| v[i]);
@@ -447,6 +464,7 @@ fn lanes<const N: usize, const REV: bool>(
         let y = gain * unit_step(sections, &mut history, io.read(at));
         io.write(at, y);
     }
+    history
 }
 
 /// Steps `range` of the lane pass, block by block: each lane's samples are
@@ -553,7 +571,7 @@ mod avx {
                 layout.at::<REV>(lane, step)
             }
         };
-        let (src, dst, offset, dst_len) = io.raw();
+        let (src, dst) = io.raw();
         for g in 0..groups {
             let step = g * 4;
             // SAFETY: steps < warm + m keep every lane inside the input
@@ -587,24 +605,9 @@ mod avx {
             // Lanes other than the first drop their warm-up outputs.
             let lanes = if step < layout.warm { 1 } else { LANES };
             for (lane, o) in out.iter().enumerate().take(lanes) {
-                let at = first(lane, step);
-                match at.checked_sub(offset) {
-                    // SAFETY: inside the output; in place, the four samples
-                    // just loaded from this lane.
-                    Some(d) if d + 4 <= dst_len => unsafe { _mm256_storeu_pd(dst.add(d), *o) },
-                    _ => {
-                        // At the ends of a shifted output: those that land inside.
-                        let mut four = [0.0; 4];
-                        // SAFETY: `four` holds four f64.
-                        unsafe { _mm256_storeu_pd(four.as_mut_ptr(), *o) };
-                        for (j, v) in four.iter().enumerate() {
-                            if let Some(d) = (at + j).checked_sub(offset).filter(|&d| d < dst_len) {
-                                // SAFETY: checked against the output's length.
-                                unsafe { *dst.add(d) = *v };
-                            }
-                        }
-                    }
-                }
+                // SAFETY: the four samples just loaded from this lane, in
+                // the output (as long as the input).
+                unsafe { _mm256_storeu_pd(dst.add(first(lane, step)), *o) };
             }
         }
         let mut back = [[0.0; LANES]; MAX_LEVELS];

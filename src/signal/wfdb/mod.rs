@@ -196,15 +196,29 @@ fn leads_212(specs: &[&SignalSpec], data: &[u8], n: usize) -> Vec<(Lead, u16)> {
                 // of each frame of `k / 2` groups. One plain loop converts
                 // and sums the checksum (a sum captured by a closure stayed
                 // in memory: twice as slow).
+                // Written straight into the capacity: clearing 5 MB first
+                // cost a third as much as the decoding.
                 let (at, second) = (3 * (c / 2), c % 2 == 1);
-                let mut samples = vec![0.0; n];
+                let frames = data.chunks_exact(3 * k / 2);
+                let filled = n.min(frames.len());
+                let mut samples = Vec::with_capacity(n);
                 let mut sum = 0i64;
-                for (out, frame) in samples.iter_mut().zip(data.chunks_exact(3 * k / 2)) {
+                for (out, frame) in samples.spare_capacity_mut()[..filled]
+                    .iter_mut()
+                    .zip(frames)
+                {
                     let (a, b) = format::pair_212(&frame[at..at + 3]);
                     let v = if second { b } else { a };
                     sum += signed(v);
-                    *out = table[v as usize & 0xfff];
+                    out.write(table[v as usize & 0xfff]);
                 }
+                // SAFETY: the loop wrote the first `filled` places (there are
+                // that many frames).
+                unsafe { samples.set_len(filled) };
+                // The caller checked that the data holds `n` frames; were it
+                // short, the missing samples would read as zeros, as in the
+                // general decoder.
+                samples.resize(n, 0.0);
                 // WFDB's checksum: the sum of the values modulo 65536.
                 (samples, sum as u16)
             };
