@@ -51,6 +51,9 @@ pub fn detect_r_peaks(x: &[f64], fs: f64) -> Vec<usize> {
     detect_with(x, fs, &QrsConfig::default())
 }
 
+/// A QRS candidate: its sample and its integrated energy.
+type Candidate = (usize, f64);
+
 /// The signal the detector works on.
 struct Features {
     /// The band-passed signal.
@@ -59,7 +62,7 @@ struct Features {
     learn: Vec<f64>,
     /// QRS candidates: local maxima of the integrated energy that are the
     /// largest within the refractory period, with their energy.
-    candidates: Vec<(usize, f64)>,
+    candidates: Vec<Candidate>,
 }
 
 fn features(x: &[f64], fs: f64, cfg: &QrsConfig) -> Option<Features> {
@@ -203,7 +206,7 @@ fn candidates(
     mut energy: Energy,
     refractory: usize,
     learn: usize,
-) -> Option<(Vec<f64>, Vec<(usize, f64)>)> {
+) -> Option<(Vec<f64>, Vec<Candidate>)> {
     // Chunk by chunk (the chunk stays in L1), after the last two samples of
     // the chunk before: first every local maximum, then the refractory rule
     // over those maxima only.
@@ -212,7 +215,7 @@ fn candidates(
     let mut buf = vec![0.0; CHUNK + 2];
     let mut maxima = [0usize; CHUNK];
     let mut first = Vec::with_capacity(learn);
-    let mut kept: Vec<(usize, f64)> = Vec::new();
+    let mut kept: Vec<Candidate> = Vec::new();
     // `buf[..carry]` holds the samples before `from`.
     let mut carry = 0;
     for from in (0..n).step_by(CHUNK) {
@@ -314,7 +317,7 @@ struct Tracker<'a> {
     /// The last eight RR intervals, in samples.
     rr: Vec<f64>,
     /// Candidates rejected since the last beat (with their energy), for search-back.
-    noise_since_beat: Vec<(usize, f64)>,
+    noise_since_beat: Vec<Candidate>,
 }
 
 impl<'a> Tracker<'a> {
