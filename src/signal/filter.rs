@@ -109,12 +109,12 @@ impl ZeroPhase {
             self.step(&mut history, v);
         }
         let mut out = Vec::with_capacity(n);
-        let into = Into {
+        let io = OutOfPlace {
             src: x,
             dst: &mut out.spare_capacity_mut()[..n],
         };
-        let mut history = self.pass(into, false, avx, Some(history));
-        // SAFETY: a pass writes every output (`pass`), and `Into` wrote them
+        let mut history = self.pass(io, false, avx, Some(history));
+        // SAFETY: a pass writes every output (`pass`), and `OutOfPlace` wrote them
         // into the first `n` places of `out`'s capacity.
         unsafe { out.set_len(n) };
         let tail: Vec<f64> = right.map(|v| self.step(&mut history, v)).collect();
@@ -265,12 +265,12 @@ impl Samples for InPlace<'_> {
 }
 
 /// Input `src[i]` to output `dst[i]`; `dst` starts uninitialised.
-struct Into<'a> {
+struct OutOfPlace<'a> {
     src: &'a [f64],
     dst: &'a mut [std::mem::MaybeUninit<f64>],
 }
 
-impl Samples for Into<'_> {
+impl Samples for OutOfPlace<'_> {
     fn len(&self) -> usize {
         self.src.len()
     }
