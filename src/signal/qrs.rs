@@ -9,7 +9,8 @@
 //! the largest absolute deflection of the band-passed signal near its candidate.
 //! All times are in seconds and converted with the sampling rate, so the same
 //! code serves 125 Hz and 1 kHz. A signal too short (< 1 s), too slowly sampled
-//! (< 50 Hz) or flat returns no beats.
+//! (< 50 Hz), flat, or with a NaN or infinite sample (or values so large that
+//! their squared slope overflows) returns no beats.
 
 use crate::signal::filter::ZeroPhase;
 use biquad::{Coefficients, ToHertz, Type};
