@@ -343,8 +343,9 @@ fn lanes_step<const N: usize>(
 }
 
 /// [`ZeroPhase::pass`] over [`LANES`] stretches of the input at once (in
-/// place or into another buffer, as `io` says), for 2 or 4 sections with numerators `[1, b1, 1]` and one overall `gain`,
-/// each lane starting from its `history`.
+/// place or into another buffer, as `io` says), for 2 or 4 sections with
+/// numerators `[1, b1, 1]` and one overall `gain`, each lane starting from
+/// its `history`; returns the history after the last sample.
 ///
 /// With `m = (len - warm) / LANES`, lane `l` starts at `l m` (in the pass's
 /// direction) and runs `warm + m` steps: lane 0 from the true start, the

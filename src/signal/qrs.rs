@@ -134,8 +134,7 @@ impl<'a> Energy<'a> {
         if i == 0 || i + 1 >= self.band.len() {
             return 0.0;
         }
-        let slope = (self.band[i + 1] - self.band[i - 1]) * self.fs / 2.0;
-        slope * slope
+        squared_slope(self.band[i + 1], self.band[i - 1], self.fs)
     }
 
     /// Sample `i`'s change of the running sum: what enters minus what leaves,
@@ -179,6 +178,15 @@ impl<'a> Energy<'a> {
     }
 }
 
+/// The squared central derivative from the samples after (`next`) and before
+/// (`prev`): one expression for [`Energy::d2`] and [`integrate`], so the edge
+/// and fast paths give the same bits.
+#[inline(always)]
+fn squared_slope(next: f64, prev: f64, fs: f64) -> f64 {
+    let slope = (next - prev) * fs / 2.0;
+    slope * slope
+}
+
 /// The middle of [`Energy::fill`]: `out[j]` is the running `sum` plus the
 /// squared central derivative of `enter` at `j + 1` minus that of `leave`
 /// at `j + 1`, floored at 0; returns the running sum. The changes first, in
@@ -188,9 +196,7 @@ fn integrate(enter: &[f64], leave: &[f64], fs: f64, out: &mut [f64], mut sum: f6
     let n = out.len();
     let (enter, leave) = (&enter[..n + 2], &leave[..n + 2]);
     for (j, o) in out.iter_mut().enumerate() {
-        let e = (enter[j + 2] - enter[j]) * fs / 2.0;
-        let l = (leave[j + 2] - leave[j]) * fs / 2.0;
-        *o = e * e - l * l;
+        *o = squared_slope(enter[j + 2], enter[j], fs) - squared_slope(leave[j + 2], leave[j], fs);
     }
     for o in out.iter_mut() {
         sum += *o;

@@ -184,8 +184,9 @@ fn leads_212(specs: &[&SignalSpec], data: &[u8], n: usize) -> Vec<(Lead, u16)> {
         .map(|(c, spec)| {
             let mv = millivolts(spec);
             // Indexed by the 12 low bits of a value: its raw form.
-            let table: Box<[f64; 4096]> =
-                Box::new(std::array::from_fn(|raw| mv(signed(raw as u32) as i32)));
+            let table: Box<[f64; 4096]> = Box::new(std::array::from_fn(|raw| {
+                mv(format::sign_extend(raw as u32, 12))
+            }));
             let (samples, sum): (Vec<f64>, u16) = if k == 1 {
                 // One signal: the plain decoder, then the table.
                 let adc = Format::F212.decode(data, n);
