@@ -5,11 +5,13 @@
 
 mod common;
 
+use ecg_serve::engine::{Provider, Runtime};
 use ecg_serve::model::Preprocessing;
-use ecg_serve::train::data::record_windows;
+use ecg_serve::train::data::{record_windows, WindowSet};
 use ecg_serve::train::model::AttentionNetConfig;
 use ecg_serve::train::onnx;
 use ecg_serve::train::segment::PARITY_TOLERANCE;
+use ecg_serve::train::stack::Logistic;
 use ecg_serve::train::training::{check_parity, train, TrainingConfig};
 
 #[test]
@@ -49,6 +51,84 @@ fn one_epoch_trains_exports_and_matches_onnx_runtime() {
         parity.max_abs_diff_attention < PARITY_TOLERANCE,
         "{parity:?}"
     );
+    stacked_graph_adds_the_feature_term(&bytes, &val_set);
+}
+
+/// `ecg-train stack`'s graph edit on the tiny model: the Abnormal logit gains
+/// `features · w + b`, the Normal logit and the attention stay as they were, and
+/// a second edit of the same graph is refused.
+fn stacked_graph_adds_the_feature_term(bytes: &[u8], set: &WindowSet) {
+    let w = [0.5f32, -1.0, 2.0, 0.25, 1.5, -0.75];
+    let b = 0.3f32;
+    let stacked = onnx::add_feature_logit(bytes, 1, &w, b, "; test").unwrap();
+    let runtime = Runtime::get().unwrap();
+    let run = |model: &[u8]| {
+        let mut session = runtime.session(model, 1, Provider::Cpu).unwrap();
+        let (input, features): (Vec<f32>, Vec<f32>) = (set.windows.clone(), set.features.clone());
+        session
+            .run(&input, set.len(), &set.example_shape(), &features)
+            .unwrap()
+    };
+    let (net, both) = (run(bytes), run(&stacked));
+    for i in 0..set.len() {
+        let row = set.feature_row(i);
+        let term = b + row.iter().zip(&w).map(|(f, w)| f * w).sum::<f32>();
+        let (n, s) = (
+            &net.logits[2 * i..2 * i + 2],
+            &both.logits[2 * i..2 * i + 2],
+        );
+        assert_eq!(n[0], s[0], "window {i}: the Normal logit moved");
+        assert!(
+            (s[1] - n[1] - term).abs() < 1e-4,
+            "window {i}: {n:?} {s:?} {term}"
+        );
+    }
+    assert_eq!(net.attention, both.attention);
+    let again = onnx::add_feature_logit(&stacked, 1, &w, b, "").unwrap_err();
+    assert!(again.to_string().contains("already"), "{again}");
+    let wrong = onnx::add_feature_logit(bytes, 1, &w[..5], b, "").unwrap_err();
+    assert!(wrong.to_string().contains("wide"), "{wrong}");
+}
+
+/// `ecg-train stack`'s logistic regression reproduces scikit-learn's
+/// `LogisticRegression(C=1, class_weight="balanced")` on standardised features
+/// (reference from `scripts/gen_sklearn_logistic.py`, fitted to tol 1e-12).
+#[test]
+fn logistic_regression_matches_scikit_learn() {
+    let text = std::fs::read_to_string(common::fixtures().join("sklearn/logistic.json")).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let floats = |k: &str| -> Vec<f64> {
+        r[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let rows: Vec<f32> = floats("rows").iter().map(|&v| v as f32).collect();
+    let labels: Vec<u8> = floats("labels").iter().map(|&v| v as u8).collect();
+    let width = r["width"].as_u64().unwrap() as usize;
+    let lr = Logistic::fit(&rows, width, &labels, r["c"].as_f64().unwrap()).unwrap();
+    let close = |got: &[f64], want: &[f64], tol: f64, what: &str| {
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (g - w).abs() < tol,
+                "{what}: {got:?} vs scikit-learn {want:?}"
+            );
+        }
+    };
+    close(&lr.mean, &floats("mean"), 1e-9, "mean");
+    close(&lr.scale, &floats("scale"), 1e-9, "scale");
+    close(&lr.coef, &floats("coef"), 1e-6, "coef");
+    close(
+        &[lr.intercept],
+        &[r["intercept"].as_f64().unwrap()],
+        1e-6,
+        "intercept",
+    );
+    let decisions: Vec<f64> = (0..10)
+        .map(|i| lr.decision(&rows[i * width..(i + 1) * width]))
+        .collect();
+    close(&decisions, &floats("decision_first_10"), 1e-5, "decision");
 }
 
 /// The beat model's path: detected beats of record 100 labelled by the

@@ -3,6 +3,7 @@
 //! ```text
 //! ecg-train segment --db ../shared/data/mitdb --out models/
 //! ecg-train beat --db ../shared/data/mitdb --out models/
+//! ecg-train stack --model models/ecg-segment-net.onnx --out models/
 //! ecg-train evaluate --model models/ecg-segment.onnx --db ../shared/data/mitdb
 //! ```
 
@@ -14,6 +15,7 @@ use ecg_serve::train::beat;
 use ecg_serve::train::data::{BEAT_VALIDATION, DEFAULT_VALIDATION};
 use ecg_serve::train::model::AttentionNetConfig;
 use ecg_serve::train::segment::{self, SplitKind, TrainOptions};
+use ecg_serve::train::stack::{self, StackOptions};
 use ecg_serve::train::training::{Selection, TrainingConfig};
 
 #[derive(Parser)]
@@ -104,7 +106,8 @@ enum Command {
     Segment {
         #[command(flatten)]
         common: Common,
-        #[arg(long, default_value = "ecg-segment")]
+        /// The network's name; `ecg-train stack` turns it into the served `ecg-segment`.
+        #[arg(long, default_value = "ecg-segment-net")]
         name: String,
         #[arg(long, default_value_t = 12)]
         epochs: usize,
@@ -163,6 +166,30 @@ enum Command {
         /// 4 x conv1-stride x this).
         #[arg(long, default_value_t = 3)]
         token_stride: usize,
+    },
+    /// Stack a trained segment network with a logistic regression on its rhythm
+    /// features (fitted on the network's training records), built into a new
+    /// ONNX graph and card; prints validation and test metrics of both.
+    Stack {
+        /// The segment network's .onnx; its card is the .json beside it.
+        #[arg(long, default_value = "models/ecg-segment-net.onnx")]
+        model: PathBuf,
+        #[arg(long, env = "ECG_DB", default_value = "../shared/data/mitdb")]
+        db: PathBuf,
+        /// Output folder for <name>.onnx, <name>.json (card) and <name>.report.json.
+        #[arg(long, default_value = "models")]
+        out: PathBuf,
+        #[arg(long, default_value = "ecg-segment")]
+        name: String,
+        #[arg(long, default_value = "2.1.0")]
+        version: String,
+        /// The regression's weight in logit(P_net) + weight * z (1: chosen by a
+        /// 2-fold cross-validation over DS1, scripts/stack_cv.py).
+        #[arg(long, default_value_t = 1.0)]
+        weight: f64,
+        /// Inverse L2 strength of the regression (scikit-learn's C).
+        #[arg(long, default_value_t = 1.0)]
+        c: f64,
     },
     /// Measure a trained model (ONNX Runtime) on its card's test records.
     Evaluate {
@@ -240,6 +267,25 @@ fn main() -> anyhow::Result<()> {
                 .with_shift_max(shift_max)
                 .with_scale_std(scale_std);
             beat::run(&opts)?;
+        }
+        Command::Stack {
+            model,
+            db,
+            out,
+            name,
+            version,
+            weight,
+            c,
+        } => {
+            stack::run(&StackOptions {
+                model,
+                db,
+                out,
+                name,
+                version,
+                weight,
+                c,
+            })?;
         }
         Command::Evaluate {
             model,

@@ -8,4 +8,4 @@
 
 pub mod ort;
 
-pub use self::ort::{EngineError, ModelOutputs, OrtModel, Provider, Runtime};
+pub use self::ort::{softmax, EngineError, ModelOutputs, OrtModel, Provider, Runtime};

@@ -163,14 +163,18 @@ pub struct ModelOutputs {
     pub tokens: usize,
 }
 
+/// Softmax of one row of logits.
+pub fn softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.iter().map(|v| v / sum).collect()
+}
+
 impl ModelOutputs {
     /// Softmax probabilities of row `i`.
     pub fn probabilities(&self, i: usize) -> Vec<f32> {
-        let row = &self.logits[i * self.classes..(i + 1) * self.classes];
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let exp: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
-        let sum: f32 = exp.iter().sum();
-        exp.iter().map(|v| v / sum).collect()
+        softmax(&self.logits[i * self.classes..(i + 1) * self.classes])
     }
 
     /// Attention of row `i`.

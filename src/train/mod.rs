@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod segment;
+pub mod stack;
 pub mod training;

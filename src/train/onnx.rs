@@ -315,3 +315,96 @@ pub fn export(net: &AttentionNet, cfg: &AttentionNetConfig, name: &str, version:
     };
     model.encode_to_vec()
 }
+
+/// The output every exported graph ends in; [`add_feature_logit`] moves it.
+const LOGITS: &str = "logits";
+/// The name the network's own logits get in a graph with an added feature logit.
+pub const NET_LOGITS: &str = "logits.net";
+
+/// A fixed dimension of a graph input or output, if it has one.
+fn dim(info: &proto::ValueInfoProto, axis: usize) -> Option<i64> {
+    let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref()?.value.as_ref() else {
+        return None;
+    };
+    match t.shape.as_ref()?.dim.get(axis)?.value.as_ref()? {
+        dimension::Value::DimValue(v) => Some(*v),
+        dimension::Value::DimParam(_) => None,
+    }
+}
+
+/// Adds a linear function of the `features` input to one class's logit:
+/// `logits = logits.net + features · W + b`, where `W` `[features, classes]` is
+/// `weights` in column `class` and zero elsewhere, and `b` is `bias` at `class`
+/// and zero elsewhere. The network's nodes are untouched; the node that wrote
+/// `logits` now writes [`NET_LOGITS`], and three nodes (MatMul, Add, Add) after
+/// it write `logits`. `note` is appended to the model's doc string.
+pub fn add_feature_logit(
+    bytes: &[u8],
+    class: usize,
+    weights: &[f32],
+    bias: f32,
+    note: &str,
+) -> anyhow::Result<Vec<u8>> {
+    use anyhow::{bail, Context};
+    let mut model = proto::ModelProto::decode(bytes).context("not an ONNX model")?;
+    let graph = model
+        .graph
+        .as_mut()
+        .context("the ONNX model has no graph")?;
+    let width = graph
+        .input
+        .iter()
+        .find(|i| i.name.as_deref() == Some("features"))
+        .context("the model has no `features` input to add a term of")?;
+    if dim(width, 1) != Some(weights.len() as i64) {
+        bail!(
+            "the model's `features` input is {:?} wide, the term has {} weights",
+            dim(width, 1),
+            weights.len()
+        );
+    }
+    let classes = graph
+        .output
+        .iter()
+        .find(|o| o.name.as_deref() == Some(LOGITS))
+        .and_then(|o| dim(o, 1))
+        .context("the model has no `logits` output of fixed width")?;
+    if class as i64 >= classes {
+        bail!("class {class} is outside the model's {classes} logits");
+    }
+    let produced = |name: &str| {
+        graph
+            .node
+            .iter()
+            .position(|n| n.output.iter().any(|o| o == name))
+    };
+    if produced(NET_LOGITS).is_some() {
+        bail!("the model already has an added feature logit (`{NET_LOGITS}`)");
+    }
+    let at = produced(LOGITS).context("no node writes `logits`")?;
+    for out in graph.node[at].output.iter_mut().filter(|o| *o == LOGITS) {
+        *out = NET_LOGITS.into();
+    }
+    let classes = classes as usize;
+    let mut w = vec![0.0; weights.len() * classes];
+    for (row, &v) in weights.iter().enumerate() {
+        w[row * classes + class] = v;
+    }
+    let mut b = vec![0.0; classes];
+    b[class] = bias;
+    let mut g = Graph::default();
+    let w = g.float(
+        "stack.weight",
+        vec![weights.len() as i64, classes as i64],
+        w,
+    );
+    let b = g.float("stack.bias", vec![classes as i64], b);
+    let term = g.node("MatMul", &["features", &w], "stack.matmul", vec![]);
+    let term = g.node("Add", &[&term, &b], "stack.logit", vec![]);
+    g.node("Add", &[NET_LOGITS, &term], LOGITS, vec![]);
+    graph.node.splice(at + 1..at + 1, g.nodes);
+    graph.initializer.extend(g.initializers);
+    let doc = model.doc_string.get_or_insert_with(String::new);
+    doc.push_str(note);
+    Ok(model.encode_to_vec())
+}

@@ -26,7 +26,7 @@ use serde::Serialize;
 use super::data::{SplitMix, WindowSet, ABNORMAL};
 use super::metrics::{BinaryReport, MultiReport};
 use super::model::{AttentionNet, AttentionNetConfig};
-use crate::engine::{OrtModel, Provider, Runtime};
+use crate::engine::{softmax, OrtModel, Provider, Runtime};
 
 /// Fewest validation examples of a class for it to count in [`Selection::MacroF1`].
 pub const MIN_SELECTION_SUPPORT: usize = 20;
@@ -489,14 +489,21 @@ pub fn check_parity(net: &AttentionNet, onnx: &[u8], set: &WindowSet, n: usize) 
 /// Class probabilities `[len * classes]` of every example of `set` through an
 /// ONNX Runtime session.
 pub fn predict_onnx(model: &mut OrtModel, set: &WindowSet, batch: usize) -> Result<Vec<f32>> {
-    let mut probs = Vec::new();
+    let logits = logits_onnx(model, set, batch)?;
+    let classes = logits.len() / set.len().max(1);
+    Ok(logits.chunks(classes.max(1)).flat_map(softmax).collect())
+}
+
+/// Logits `[len * classes]` of every example of `set` through ONNX Runtime.
+pub fn logits_onnx(model: &mut OrtModel, set: &WindowSet, batch: usize) -> Result<Vec<f32>> {
+    let mut logits = Vec::new();
     let all: Vec<usize> = (0..set.len()).collect();
     for idx in all.chunks(batch.max(1)) {
         let (input, features) = batch_arrays(set, idx);
         let out = model.run(&input, idx.len(), &set.example_shape(), &features)?;
-        probs.extend((0..idx.len()).flat_map(|r| out.probabilities(r)));
+        logits.extend(out.logits);
     }
-    Ok(probs)
+    Ok(logits)
 }
 
 /// Column `c` of `[n * classes]` probabilities, as f64 scores.
