@@ -4,7 +4,7 @@
 //! `scripts/stack_cv.py`.
 //!
 //! ```sh
-//! cargo run --release --features train --example window_scores -- models/ecg-segment.onnx scores.csv
+//! cargo run --release --features train --example window_scores -- models/ecg-segment-net.onnx scores.csv
 //! ```
 
 use anyhow::{Context, Result};

@@ -2,7 +2,8 @@
 """Should the segment model's score be stacked with a logistic regression on its
 six rhythm features?  score = logit(P_net) + w * z_LR.  Chooses w by 2-fold
 record-wise cross-validation over DS1, then reports what that w does with the
-shipped model on its validation records and on DS2.
+network 2.0.0 (models/ecg-segment-net.onnx, which `ecg-train stack` turns into the
+served 2.1.0) on its validation records and on DS2.
 
 Protocol (fixed before the fold models were scored):
   * folds A and B below (DS1 split by Abnormal-window count, alternately);
@@ -11,10 +12,10 @@ Protocol (fixed before the fold models were scored):
     class-balanced, fitted on the other fold's windows; both scored on fold k;
   * w from {0, 0.25, 0.5, 1, 2, 4}: the largest mean of the two folds' ROC AUC,
     ties to the smaller w;
-  * the shipped model's LR is fitted on its own 18 training records.
+  * the network's LR is fitted on its own 18 training records.
 Inputs are CSVs from `examples/window_scores.rs`. Needs pandas and scikit-learn.
 
-  scripts/stack_cv.py SHIPPED.csv FOLD_A.csv FOLD_B.csv
+  scripts/stack_cv.py NET.csv FOLD_A.csv FOLD_B.csv
 """
 import sys
 
@@ -26,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 
 FOLD_A = "108 109 114 115 116 201 208 209 215 220 223".split()
 FOLD_B = "101 106 112 118 119 122 124 203 205 207 230".split()
-VALIDATION = "101 124 209 223".split()  # the shipped model's early-stopping records
+VALIDATION = "101 124 209 223".split()  # the network's early-stopping records
 FEATURES = ["f0", "f1", "f2", "f3", "f4", "f5"]
 WEIGHTS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]
 
@@ -80,7 +81,7 @@ def main():
         y = df.label.values
         for w in sorted({0.0, best}):
             s = logit(df.prob.values) + w * z
-            print(f"shipped model, {label}, w {w}: AUC {roc_auc_score(y, s):.4f}, "
+            print(f"network 2.0.0, {label}, w {w}: AUC {roc_auc_score(y, s):.4f}, "
                   f"recall at 95 % specificity {100 * recall_at_95(y, s):.1f} %")
 
 
