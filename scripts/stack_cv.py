@@ -73,6 +73,16 @@ def main():
         print(f"{w:<5} {auc:.4f}         {100 * rec:.1f} %")
     best = max(WEIGHTS, key=lambda w: (round(float(np.mean([a for a, _ in per_w[w]])), 6), -w))
     print(f"chosen w = {best}")
+    # Not part of the choice: each fold network (and its LR) on DS2.
+    for name, trained, scores in [("A", FOLD_B, fold_a), ("B", FOLD_A, fold_b)]:
+        ds1 = scores[scores.set == "ds1"]
+        test = scores[scores.set == "ds2"]
+        (z,) = lr_scores(ds1[ds1.record.isin(trained)], test)
+        y = test.label.values
+        for w in sorted({0.0, best}):
+            s = logit(test.prob.values) + w * z
+            print(f"fold {name} network, DS2, w {w}: AUC {roc_auc_score(y, s):.4f}, "
+                  f"recall at 95 % specificity {100 * recall_at_95(y, s):.1f} %")
     ds1 = shipped[shipped.set == "ds1"]
     train = ds1[~ds1.record.isin(VALIDATION)]
     val, test = ds1[ds1.record.isin(VALIDATION)], shipped[shipped.set == "ds2"]
