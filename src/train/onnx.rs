@@ -4,10 +4,12 @@
 //! `prost` + `protox` in `build.rs`). The graph mirrors `AttentionNet::forward`
 //! exactly (opset 17): Conv / Relu / MaxPool, the attention's MatMul + Add
 //! projections, per-head Reshape / Transpose, scaled scores, Softmax, the
-//! residual, ReduceMean pooling, the feature branch and Concat (beat model) and
-//! the dense head. Inputs `signal` `[batch, 1, samples]` and, for the beat model,
+//! residual, ReduceMean pooling, the feature branch and Concat and the dense
+//! head. Inputs `signal` `[batch, channels, samples]` and, for a model with a
+//! second input (the beat model's RR features, the segment model's rhythm),
 //! `features` `[batch, n]`; outputs `logits` `[batch, classes]` and `attention`
-//! `[batch, tokens]`; `batch` is dynamic.
+//! `[batch, tokens]`; `batch` is dynamic. [`add_feature_logit`] edits an exported
+//! graph: it adds a linear term of `features` to one logit (`ecg-train stack`).
 
 use burn::module::Param;
 use burn::nn::conv::Conv1d;
@@ -279,7 +281,7 @@ pub fn export(net: &AttentionNet, cfg: &AttentionNetConfig, name: &str, version:
         let w = g.linear("features.wide", "features", wide);
         logits = g.node("Add", &[&logits, &w], "logits.wide", vec![]);
     }
-    g.node("Identity", &[&logits], "logits", vec![]);
+    g.node("Identity", &[&logits], LOGITS, vec![]);
     g.node(
         "ReduceMean",
         &[&weights],
@@ -292,7 +294,7 @@ pub fn export(net: &AttentionNet, cfg: &AttentionNetConfig, name: &str, version:
         initializer: g.initializers,
         input: inputs,
         output: vec![
-            value_info("logits", &[None, Some(cfg.classes as i64)]),
+            value_info(LOGITS, &[None, Some(cfg.classes as i64)]),
             value_info("attention", &[None, Some(cfg.tokens() as i64)]),
         ],
         ..Default::default()
@@ -316,7 +318,7 @@ pub fn export(net: &AttentionNet, cfg: &AttentionNetConfig, name: &str, version:
     model.encode_to_vec()
 }
 
-/// The output every exported graph ends in; [`add_feature_logit`] moves it.
+/// The class-logit output of every exported graph.
 const LOGITS: &str = "logits";
 /// The name the network's own logits get in a graph with an added feature logit.
 pub const NET_LOGITS: &str = "logits.net";
@@ -351,15 +353,15 @@ pub fn add_feature_logit(
         .graph
         .as_mut()
         .context("the ONNX model has no graph")?;
-    let width = graph
+    let features = graph
         .input
         .iter()
         .find(|i| i.name.as_deref() == Some("features"))
         .context("the model has no `features` input to add a term of")?;
-    if dim(width, 1) != Some(weights.len() as i64) {
+    let width = dim(features, 1);
+    if width != Some(weights.len() as i64) {
         bail!(
-            "the model's `features` input is {:?} wide, the term has {} weights",
-            dim(width, 1),
+            "the model's `features` input is {width:?} wide, the term has {} weights",
             weights.len()
         );
     }
