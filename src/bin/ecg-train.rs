@@ -185,7 +185,7 @@ enum Command {
         version: String,
         /// The regression's weight in logit(P_net) + weight * z (1: chosen by a
         /// 2-fold cross-validation over DS1, scripts/stack_cv.py).
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = stack::DEFAULT_WEIGHT)]
         weight: f64,
         /// Inverse L2 strength of the regression (scikit-learn's C).
         #[arg(long, default_value_t = 1.0)]
