@@ -274,6 +274,8 @@ fn measure(
         .zip(stacked_logits.chunks(2))
         .enumerate()
         .map(|(i, (a, b))| (margin(b) - margin(a) - weight * lr.decision(set.feature_row(i))).abs())
+        // A NaN gap (a non-finite logit) must fail the check, not vanish in `max`.
+        .map(|d| if d.is_nan() { f64::INFINITY } else { d })
         .fold(0.0, f64::max);
     let stacked_probs = abnormal_probs(stacked_logits);
     Measured {
