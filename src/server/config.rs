@@ -59,11 +59,13 @@ pub struct Config {
     /// Requests that may wait for a session; more are refused with 429.
     #[arg(long, env = "ECG_QUEUE_SIZE", default_value_t = 4)]
     pub queue_size: usize,
-    /// Most windows per ONNX Runtime run; longer records run in several. It bounds
-    /// ONNX Runtime's working memory (about 1.2 MB per window: 64 -> ~200 MB peak
-    /// RSS, 512 -> ~500 MB, measured on record 100) at a few % of speed.
-    #[arg(long, env = "ECG_MAX_BATCH", default_value_t = 64)]
-    pub max_batch: usize,
+    /// Most windows per ONNX Runtime run; longer records run in several (default:
+    /// 64 on the CPU, 1024 with CUDA). On the CPU it bounds ONNX Runtime's working
+    /// memory (about 1.2 MB per window: 64 -> ~200 MB peak RSS, 512 -> ~500 MB,
+    /// measured on record 100) at a few % of speed; on an H100, 1024 served ~40 %
+    /// more requests/s than 64.
+    #[arg(long, env = "ECG_MAX_BATCH")]
+    pub max_batch: Option<usize>,
     /// Largest request body in MiB.
     #[arg(long, env = "ECG_MAX_BODY_MB", default_value_t = 64)]
     pub max_body_mb: usize,
@@ -114,11 +116,38 @@ impl Config {
         format!("{host}:{}", self.port)
     }
 
+    /// Windows per ONNX Runtime run: explicit, else 64 on the CPU and 1024 with CUDA.
+    pub fn windows_per_run(&self) -> usize {
+        let default = match self.execution_provider {
+            Provider::Cpu => 64,
+            Provider::Cuda => 1024,
+        };
+        self.max_batch.unwrap_or(default).max(1)
+    }
+
     /// Intra-op threads per session: explicit, else cores / sessions.
     pub fn threads_per_session(&self) -> usize {
         self.intra_threads.unwrap_or_else(|| {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             (cores / self.sessions.max(1)).max(1)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_per_run_defaults_by_provider_and_obeys_the_flag() {
+        let parse = |args: &[&str]| Config::parse_from(["ecg-serve"].iter().chain(args));
+        assert_eq!(parse(&[]).windows_per_run(), 64);
+        assert_eq!(
+            parse(&["--execution-provider", "cuda"]).windows_per_run(),
+            1024
+        );
+        let explicit = parse(&["--execution-provider", "cuda", "--max-batch", "8"]);
+        assert_eq!(explicit.windows_per_run(), 8);
+        assert_eq!(parse(&["--max-batch", "0"]).windows_per_run(), 1);
     }
 }

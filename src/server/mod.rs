@@ -207,7 +207,7 @@ pub fn start_pool(config: &Config) -> Arc<EnginePool> {
         sessions: config.sessions.max(1),
         intra_threads: config.threads_per_session(),
         queue_size: config.queue_size.max(1),
-        max_batch: config.max_batch.max(1),
+        max_batch: config.windows_per_run(),
     })
 }
 
@@ -224,7 +224,7 @@ pub fn start_beat_pool(config: &Config) -> Option<Arc<EnginePool>> {
         intra_threads: config.threads_per_session(),
         queue_size: config.sessions.max(1) + config.queue_size.max(1),
         // A beat window is 14x shorter than a segment window.
-        max_batch: config.max_batch.max(1) * BEAT_BATCH_FACTOR,
+        max_batch: config.windows_per_run() * BEAT_BATCH_FACTOR,
     }))
 }
 

@@ -500,7 +500,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
             "queue_size": c.queue_size,
             "sessions": c.sessions,
             "intra_threads": c.threads_per_session(),
-            "max_batch": c.max_batch,
+            "max_batch": c.windows_per_run(),
             "request_timeout_s": c.request_timeout_s,
         },
         "accepted_inputs": crate::core::upload::ACCEPTED,
