@@ -170,27 +170,7 @@ enum Command {
     /// Stack a trained segment network with a logistic regression on its rhythm
     /// features (fitted on the network's training records), built into a new
     /// ONNX graph and card; prints validation and test metrics of both.
-    Stack {
-        /// The segment network's .onnx; its card is the .json beside it.
-        #[arg(long, default_value = "models/ecg-segment-net.onnx")]
-        model: PathBuf,
-        #[arg(long, env = "ECG_DB", default_value = "../shared/data/mitdb")]
-        db: PathBuf,
-        /// Output folder for <name>.onnx, <name>.json (card) and <name>.report.json.
-        #[arg(long, default_value = "models")]
-        out: PathBuf,
-        #[arg(long, default_value = "ecg-segment")]
-        name: String,
-        #[arg(long, default_value = "2.1.0")]
-        version: String,
-        /// The regression's weight in logit(P_net) + weight * z (1: chosen by a
-        /// 2-fold cross-validation over DS1, scripts/stack_cv.py).
-        #[arg(long, default_value_t = stack::DEFAULT_WEIGHT)]
-        weight: f64,
-        /// Inverse L2 strength of the regression (scikit-learn's C).
-        #[arg(long, default_value_t = 1.0)]
-        c: f64,
-    },
+    Stack(StackOptions),
     /// Measure a trained model (ONNX Runtime) on its card's test records.
     Evaluate {
         /// The .onnx file; its card is the .json beside it.
@@ -268,24 +248,8 @@ fn main() -> anyhow::Result<()> {
                 .with_scale_std(scale_std);
             beat::run(&opts)?;
         }
-        Command::Stack {
-            model,
-            db,
-            out,
-            name,
-            version,
-            weight,
-            c,
-        } => {
-            stack::run(&StackOptions {
-                model,
-                db,
-                out,
-                name,
-                version,
-                weight,
-                c,
-            })?;
+        Command::Stack(opts) => {
+            stack::run(&opts)?;
         }
         Command::Evaluate {
             model,

@@ -229,18 +229,28 @@ impl Logistic {
 /// The regression's weight that the cross-validation over DS1 chose.
 pub const DEFAULT_WEIGHT: f64 = 1.0;
 
-/// Everything `ecg-train stack` needs.
-#[derive(Debug, Clone)]
+/// Everything `ecg-train stack` needs (its command-line options too).
+#[derive(Debug, Clone, clap::Args)]
 pub struct StackOptions {
-    /// The segment network's `.onnx`; its card is the `.json` beside it.
+    /// The segment network's .onnx; its card is the .json beside it.
+    #[arg(long, default_value = "models/ecg-segment-net.onnx")]
     pub model: PathBuf,
+    /// Folder of MIT-BIH records (.hea, .dat, .atr).
+    #[arg(long, env = "ECG_DB", default_value = "../shared/data/mitdb")]
     pub db: PathBuf,
+    /// Output folder for <name>.onnx, <name>.json (card) and <name>.report.json.
+    #[arg(long, default_value = "models")]
     pub out: PathBuf,
+    #[arg(long, default_value = "ecg-segment")]
     pub name: String,
+    #[arg(long, default_value = "2.1.0")]
     pub version: String,
-    /// `w`: the regression's weight in the sum.
+    /// The regression's weight in logit(P_net) + weight * z (1: chosen by a
+    /// 2-fold cross-validation over DS1, scripts/stack_cv.py).
+    #[arg(long, default_value_t = DEFAULT_WEIGHT)]
     pub weight: f64,
-    /// The regression's `C`.
+    /// Inverse L2 strength of the regression (scikit-learn's C).
+    #[arg(long, default_value_t = 1.0)]
     pub c: f64,
 }
 
