@@ -22,9 +22,7 @@ fn main() -> Result<()> {
     let model = PathBuf::from(args.next().context(usage)?);
     let out_path = args.next().context(usage)?;
     let db = PathBuf::from(args.next().unwrap_or("../shared/data/mitdb".into()));
-    let card_path = model.with_extension("json");
-    let card = ModelCard::read(&card_path)?;
-    let bytes = card.read_verified_model(&card_path)?;
+    let (card, bytes) = ModelCard::open(&model)?;
     let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
     let mut out = std::io::BufWriter::new(std::fs::File::create(&out_path)?);
     writeln!(
@@ -32,7 +30,12 @@ fn main() -> Result<()> {
         "set,record,start,label,fraction,f0,f1,f2,f3,f4,f5,prob"
     )?;
     for (name, list) in [("ds1", &DS1[..]), ("ds2", &DS2[..])] {
-        let set = load_windows(&db, &strings(list), &card.preprocessing, 0.5)?;
+        let set = load_windows(
+            &db,
+            &strings(list),
+            &card.preprocessing,
+            card.abnormal_fraction(),
+        )?;
         let probs = column(&predict_onnx(&mut session, &set, 64)?, 2, 1);
         for (i, p) in probs.iter().enumerate() {
             let features: Vec<String> = set.feature_row(i).iter().map(|v| v.to_string()).collect();

@@ -146,6 +146,21 @@ impl ModelCard {
         Ok(bytes)
     }
 
+    /// The card beside a `.onnx` file (same stem, `.json`) and the file's bytes,
+    /// checked against the card's SHA-256.
+    pub fn open(model: &Path) -> Result<(Self, Vec<u8>), CardError> {
+        let card_path = model.with_extension("json");
+        let card = Self::read(&card_path)?;
+        let bytes = card.read_verified_model(&card_path)?;
+        Ok((card, bytes))
+    }
+
+    /// A segment card's label rule: Abnormal when more than this fraction of a
+    /// window's annotated beats are not AAMI N (0.5 where the card says none).
+    pub fn abnormal_fraction(&self) -> f64 {
+        self.label_rule["abnormal_fraction"].as_f64().unwrap_or(0.5)
+    }
+
     /// Writes the card as pretty JSON.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;

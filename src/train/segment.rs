@@ -366,9 +366,7 @@ fn segment_specifics(
 /// ONNX Runtime with the preprocessing of its card (segment or beat model).
 /// `records` overrides the card's test records.
 pub fn evaluate(model: &Path, db: &Path, records: &[String]) -> Result<serde_json::Value> {
-    let card_path = model.with_extension("json");
-    let card = ModelCard::read(&card_path)?;
-    let bytes = card.read_verified_model(&card_path)?;
+    let (card, bytes) = ModelCard::open(model)?;
     let records = if records.is_empty() {
         card.split.test_records.clone()
     } else {
@@ -378,8 +376,7 @@ pub fn evaluate(model: &Path, db: &Path, records: &[String]) -> Result<serde_jso
         let report = super::beat::evaluate(&card, &bytes, db, &records)?;
         return Ok(serde_json::to_value(report)?);
     }
-    let fraction = card.label_rule["abnormal_fraction"].as_f64().unwrap_or(0.5);
-    let set = load_windows(db, &records, &card.preprocessing, fraction)?;
+    let set = load_windows(db, &records, &card.preprocessing, card.abnormal_fraction())?;
     let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
     let probs = column(&predict_onnx(&mut session, &set, 64)?, 2, 1);
     let report = BinaryReport::new(&probs, &set.labels, card.decision.threshold);
