@@ -305,9 +305,7 @@ pub const STACK_TOLERANCE: f64 = 1e-3;
 /// validation and test reports of the network alone and stacked. Returns the
 /// new card's path.
 pub fn run(opts: &StackOptions) -> Result<PathBuf> {
-    let card_path = opts.model.with_extension("json");
-    let base = ModelCard::read(&card_path)?;
-    let bytes = base.read_verified_model(&card_path)?;
+    let (base, bytes) = ModelCard::open(&opts.model)?;
     ensure!(
         base.task == "segment",
         "{} is a {} model; stacking is for the segment model",
@@ -327,7 +325,15 @@ pub fn run(opts: &StackOptions) -> Result<PathBuf> {
         base.version
     );
     ensure!(opts.weight.is_finite(), "the weight must be finite");
-    let fraction = base.label_rule["abnormal_fraction"].as_f64().unwrap_or(0.5);
+    let file = format!("{}.onnx", opts.name);
+    let base_path = opts.out.join(&opts.name);
+    let onnx_path = opts.out.join(&file);
+    ensure!(
+        !same_file(&onnx_path, &opts.model),
+        "the output would overwrite the network it stacks ({}); give another --name or --out",
+        opts.model.display()
+    );
+    let fraction = base.abnormal_fraction();
     let load = |records: &[String]| load_windows(&opts.db, records, &base.preprocessing, fraction);
     let split = &base.split;
     eprintln!(
@@ -438,7 +444,6 @@ pub fn run(opts: &StackOptions) -> Result<PathBuf> {
             )),
         );
     }
-    let file = format!("{}.onnx", opts.name);
     let mut card = base.clone();
     card.name = opts.name.clone();
     card.version = opts.version.clone();
@@ -459,24 +464,14 @@ pub fn run(opts: &StackOptions) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
-    let base_path = opts.out.join(&opts.name);
-    ensure!(
-        !same_file(&base_path.with_extension("onnx"), &opts.model),
-        "the output would overwrite the network it stacks ({}); give another --name or --out",
-        opts.model.display()
-    );
-    std::fs::write(opts.out.join(&file), &stacked)?;
+    std::fs::write(&onnx_path, &stacked)?;
     std::fs::write(
         base_path.with_extension("report.json"),
         serde_json::to_string_pretty(&metrics)?,
     )?;
     let new_card = base_path.with_extension("json");
     card.write(&new_card)?;
-    eprintln!(
-        "wrote {} and {}",
-        opts.out.join(&file).display(),
-        new_card.display()
-    );
+    eprintln!("wrote {} and {}", onnx_path.display(), new_card.display());
     Ok(new_card)
 }
 
