@@ -64,9 +64,8 @@ fn stacked_graph_adds_the_feature_term(bytes: &[u8], set: &WindowSet) {
     let runtime = Runtime::get().unwrap();
     let run = |model: &[u8]| {
         let mut session = runtime.session(model, 1, Provider::Cpu).unwrap();
-        let (input, features): (Vec<f32>, Vec<f32>) = (set.windows.clone(), set.features.clone());
         session
-            .run(&input, set.len(), &set.example_shape(), &features)
+            .run(&set.windows, set.len(), &set.example_shape(), &set.features)
             .unwrap()
     };
     let (net, both) = (run(bytes), run(&stacked));
