@@ -6,8 +6,8 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use ecg_serve::signal::filter::band_pass;
 use ecg_serve::signal::qrs::detect_r_peaks;
-use ecg_serve::signal::segment::{windows, WindowSpec};
 use ecg_serve::signal::wfdb::{parse_header, read_record, ReadOptions};
+use ecg_serve::signal::window::{windows, WindowSpec};
 use ecg_serve::signal::Recording;
 use std::hint::black_box;
 

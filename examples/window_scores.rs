@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use ecg_serve::engine::ort::{Provider, Runtime};
 use ecg_serve::model::card::ModelCard;
 use ecg_serve::train::data::{load_windows, DS1, DS2};
-use ecg_serve::train::segment::strings;
-use ecg_serve::train::training::{column, predict_onnx};
+use ecg_serve::train::experiment::strings;
+use ecg_serve::train::inference::{column, predict_onnx};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -23,6 +23,7 @@ fn main() -> Result<()> {
     let out_path = args.next().context(usage)?;
     let db = PathBuf::from(args.next().unwrap_or("../shared/data/mitdb".into()));
     let (card, bytes) = ModelCard::open(&model)?;
+    let kind = card.segment()?;
     let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
     let mut out = std::io::BufWriter::new(std::fs::File::create(&out_path)?);
     writeln!(
@@ -33,8 +34,8 @@ fn main() -> Result<()> {
         let set = load_windows(
             &db,
             &strings(list),
-            &card.preprocessing,
-            card.abnormal_fraction(),
+            &kind.preprocessing,
+            kind.label_rule.abnormal_fraction,
         )?;
         let probs = column(&predict_onnx(&mut session, &set, 64)?, 2, 1);
         for (i, p) in probs.iter().enumerate() {

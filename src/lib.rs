@@ -1,16 +1,26 @@
 //! ecg-serve: classify ECG recordings.
 //!
-//! The library holds everything the binaries share: [`signal`] turns a recording
-//! (WFDB or CSV) into clean, correctly scaled samples, beat positions and model
-//! windows; [`eval`] scores what we find against reference annotations. The
-//! binaries in `src/bin/` only parse flags and call into here, so the trainer and
-//! the server cannot prepare data differently.
+//! The library holds everything the binaries share, in layers that each do one
+//! thing:
+//! - [`signal`]: reading recordings (WFDB, CSV, an upload's parts) into
+//!   millivolts, resampling, band-pass filtering, R-peak detection, RR features
+//!   and windows, as pure functions;
+//! - [`model`]: the model card (typed by kind) and [`model::model_inputs`], the
+//!   one function that builds each model's input tensors, for server and trainer;
+//! - [`engine`]: running an ONNX model (ONNX Runtime, CPU or CUDA) on a batch;
+//! - [`service`]: the transport-free analysis pipeline ([`service::Analyser`]) and
+//!   the engine pools it runs the models on;
+//! - [`server`]: the HTTP layer over the service;
+//! - [`eval`]: scoring beats and detections against reference annotations;
+//! - `train` (feature `train`): the trainer behind `ecg-train`.
+//!
+//! The binaries in `src/bin/` only parse flags and call into here.
 
-pub mod core;
 pub mod engine;
 pub mod eval;
 pub mod model;
 pub mod server;
+pub mod service;
 pub mod signal;
 #[cfg(feature = "train")]
 pub mod train;

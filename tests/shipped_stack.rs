@@ -17,7 +17,7 @@ fn stacking_the_shipped_network_reproduces_the_shipped_model() {
     };
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let shipped = ModelCard::read(&models.join("ecg-segment.json")).unwrap();
-    let stack = &shipped.training["stack"];
+    let stack = shipped.training.stack.as_ref().unwrap();
     let out = std::env::temp_dir().join(format!("ecg-stack-{}", std::process::id()));
     let card_path = run(&StackOptions {
         model: models.join("ecg-segment-net.onnx"),

@@ -6,19 +6,19 @@
 mod common;
 
 use ecg_serve::engine::{Provider, Runtime};
-use ecg_serve::model::Preprocessing;
+use ecg_serve::model::{BeatPreprocessing, SegmentPreprocessing};
 use ecg_serve::train::data::{record_windows, WindowSet};
+use ecg_serve::train::logistic::Logistic;
 use ecg_serve::train::model::AttentionNetConfig;
 use ecg_serve::train::onnx;
 use ecg_serve::train::segment::PARITY_TOLERANCE;
-use ecg_serve::train::stack::Logistic;
 use ecg_serve::train::training::{check_parity, train, TrainingConfig};
 
 #[test]
 fn one_epoch_trains_exports_and_matches_onnx_runtime() {
     // The segment model with its rhythm features (the second input).
     let (rec, ann) = common::load(&common::fixtures().join("mitdb"), "100");
-    let prep = Preprocessing::mitdb_segment();
+    let prep = SegmentPreprocessing::mitdb_segment();
     let set = record_windows(&rec, &ann, &prep, 0.5).unwrap();
     assert_eq!(set.len(), 361);
     assert_eq!(set.n_features, 6);
@@ -135,10 +135,10 @@ fn logistic_regression_matches_scikit_learn() {
 /// `features` input and Concat, parity through ONNX Runtime.
 #[test]
 fn beat_model_trains_on_detected_beats_and_matches_onnx_runtime() {
-    use ecg_serve::train::beat::record_beats;
+    use ecg_serve::train::data::record_beats;
     use ecg_serve::train::training::Selection;
     let (rec, ann) = common::load(&common::fixtures().join("mitdb"), "100");
-    let prep = Preprocessing::mitdb_beat();
+    let prep = BeatPreprocessing::mitdb_beat();
     let (set, detection) = record_beats(&rec, &ann, &prep).unwrap();
     // Record 100: 2273 reference beats, all found; 2239 N, 33 S, 1 V.
     assert_eq!(detection.true_positives, 2273, "{detection:?}");

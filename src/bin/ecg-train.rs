@@ -10,13 +10,13 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use ecg_serve::model::Preprocessing;
-use ecg_serve::train::beat;
+use ecg_serve::model::{BeatPreprocessing, SegmentPreprocessing};
 use ecg_serve::train::data::{BEAT_VALIDATION, DEFAULT_VALIDATION};
+use ecg_serve::train::experiment::{SplitKind, TrainOptions};
 use ecg_serve::train::model::AttentionNetConfig;
-use ecg_serve::train::segment::{self, SplitKind, TrainOptions};
 use ecg_serve::train::stack::{self, StackOptions};
 use ecg_serve::train::training::{Selection, TrainingConfig};
+use ecg_serve::train::{beat, evaluate, segment};
 
 #[derive(Parser)]
 #[command(version, about = "Train, export and evaluate ecg-serve's models")]
@@ -202,9 +202,9 @@ fn main() -> anyhow::Result<()> {
             target_specificity,
         } => {
             let prep = if no_rhythm_features {
-                Preprocessing::mitdb_default()
+                SegmentPreprocessing::mitdb_default()
             } else {
-                Preprocessing::mitdb_segment()
+                SegmentPreprocessing::mitdb_segment()
             };
             let with_features = prep.feature_width() > 0;
             let net = AttentionNetConfig::new()
@@ -231,12 +231,14 @@ fn main() -> anyhow::Result<()> {
             conv1_stride,
             token_stride,
         } => {
-            let prep = Preprocessing::mitdb_beat();
-            let features = prep.beat.as_ref().map_or(0, |b| b.features.len());
-            let net =
-                AttentionNetConfig::beat(prep.input_channels(), prep.window_samples, features)
-                    .with_conv1_stride(conv1_stride)
-                    .with_token_stride(token_stride);
+            let prep = BeatPreprocessing::mitdb_beat();
+            let net = AttentionNetConfig::beat(
+                prep.beat.channels(),
+                prep.beat.samples(),
+                prep.feature_width(),
+            )
+            .with_conv1_stride(conv1_stride)
+            .with_token_stride(token_stride);
             let mut opts = common.options(name, net, epochs, &BEAT_VALIDATION);
             opts.training = opts
                 .training
@@ -257,7 +259,7 @@ fn main() -> anyhow::Result<()> {
             records,
             json,
         } => {
-            let report = segment::evaluate(&model, &db, &records)?;
+            let report = evaluate::evaluate(&model, &db, &records)?;
             if let Some(path) = json {
                 std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
             }

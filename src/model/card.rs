@@ -1,16 +1,19 @@
 //! The model card: a JSON manifest next to each `.onnx` file.
 //!
-//! It names the model, pins the file by SHA-256, lists labels, declares the
-//! preprocessing and how attention tokens map to samples, records the split,
-//! the training configuration and the measured test metrics. The server reads
-//! every preprocessing parameter from here and nowhere else.
+//! It names the model, pins the file by SHA-256, lists labels, says what kind
+//! of model it is ([`ModelKind`]: a segment or a beat model, each with its own
+//! preprocessing, decision and label rule), how attention tokens map to
+//! samples, and records the split, the training configuration and the
+//! measured test metrics. The server reads every preprocessing parameter from
+//! here and nowhere else; everything it reads is typed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::preprocess::Preprocessing;
+use super::preprocess::{BeatPreprocessing, FilterSpec, SegmentPreprocessing};
 
 /// Name and shape of one model input or output (`-1` is a dynamic dimension).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +34,7 @@ pub struct AttentionMap {
     pub token_s: f64,
 }
 
-/// How a window's probabilities become a label.
+/// How a segment window's probabilities become a label.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// The label the threshold applies to, e.g. `Abnormal`.
@@ -40,6 +43,121 @@ pub struct Decision {
     pub threshold: f64,
     /// How the threshold was chosen.
     pub chosen_by: String,
+}
+
+/// How a beat's probabilities become a label: the likeliest class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BeatDecision {
+    /// Why argmax (e.g. how the classes were weighted in training).
+    pub chosen_by: String,
+}
+
+/// How a segment model's windows were labelled for training and testing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentLabelRule {
+    /// The annotation codes counted as AAMI N.
+    pub aami_n: String,
+    /// A window is Abnormal when more than this fraction of its annotated
+    /// beats are not AAMI N.
+    pub abnormal_fraction: f64,
+    pub abnormal_when: String,
+    pub windows_without_beats: String,
+}
+
+/// How a beat model's beats were labelled for training and testing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BeatLabelRule {
+    /// The annotation codes of each AAMI class.
+    pub aami: BTreeMap<String, String>,
+    pub label: String,
+    /// A detection takes the class of the reference beat within this many seconds.
+    pub match_window_s: f64,
+    pub unmatched_detections: String,
+}
+
+/// A segment model: 10 s windows, a thresholded positive label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentModel {
+    pub preprocessing: SegmentPreprocessing,
+    pub decision: Decision,
+    pub label_rule: SegmentLabelRule,
+}
+
+/// A beat model: one example per R peak, the likeliest class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BeatModel {
+    pub preprocessing: BeatPreprocessing,
+    pub decision: BeatDecision,
+    pub label_rule: BeatLabelRule,
+}
+
+/// What kind of model a card describes (`task` in the JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "lowercase")]
+pub enum ModelKind {
+    Segment(SegmentModel),
+    Beat(BeatModel),
+}
+
+impl ModelKind {
+    /// `segment` or `beat`, as in the card.
+    pub fn task(&self) -> &'static str {
+        match self {
+            ModelKind::Segment(_) => "segment",
+            ModelKind::Beat(_) => "beat",
+        }
+    }
+
+    /// `[channels, samples]` of one input example.
+    pub fn input_shape(&self) -> [usize; 2] {
+        match self {
+            ModelKind::Segment(s) => [1, s.preprocessing.window_samples],
+            ModelKind::Beat(b) => [
+                b.preprocessing.beat.channels(),
+                b.preprocessing.beat.samples(),
+            ],
+        }
+    }
+
+    /// Width of the second input `features` (0: none).
+    pub fn feature_width(&self) -> usize {
+        match self {
+            ModelKind::Segment(s) => s.preprocessing.feature_width(),
+            ModelKind::Beat(b) => b.preprocessing.feature_width(),
+        }
+    }
+
+    /// Rate the model runs at.
+    pub fn sample_rate_hz(&self) -> f64 {
+        self.filter_spec().sample_rate_hz
+    }
+
+    /// The model's resampling and band-pass.
+    pub fn filter_spec(&self) -> FilterSpec {
+        match self {
+            ModelKind::Segment(s) => s.preprocessing.filter_spec(),
+            ModelKind::Beat(b) => b.preprocessing.filter_spec(),
+        }
+    }
+
+    /// The lead the model was trained on.
+    pub fn lead(&self) -> &str {
+        match self {
+            ModelKind::Segment(s) => &s.preprocessing.lead,
+            ModelKind::Beat(b) => &b.preprocessing.lead,
+        }
+    }
+}
+
+/// The training configuration as the trainer saved it: a record for people,
+/// never read by the service, except whether a stack was added.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    #[serde(flatten)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// The logistic regression `ecg-train stack` added to the network's logits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<serde_json::Value>,
 }
 
 /// Which records trained, validated and tested the model.
@@ -57,23 +175,21 @@ pub struct Split {
 pub struct ModelCard {
     pub name: String,
     pub version: String,
-    /// `segment` (10 s windows) or `beat`.
-    pub task: String,
+    /// `task`, `preprocessing`, `decision` and `label_rule` in the JSON.
+    #[serde(flatten)]
+    pub kind: ModelKind,
     /// The `.onnx` file, relative to the card.
     pub file: String,
     pub sha256: String,
     pub labels: Vec<String>,
     pub input: TensorSpec,
     pub outputs: Vec<TensorSpec>,
-    pub preprocessing: Preprocessing,
     pub attention: AttentionMap,
-    pub decision: Decision,
-    /// How windows were labelled for training and testing.
-    pub label_rule: serde_json::Value,
     pub split: Split,
     /// The training configuration, as the trainer saved it.
-    pub training: serde_json::Value,
-    /// Measured metrics on the held-out test split.
+    pub training: TrainingRecord,
+    /// Measured metrics on the held-out test split (a record for people; never
+    /// read by the service).
     pub metrics: serde_json::Value,
     pub created_by: String,
 }
@@ -90,6 +206,12 @@ pub enum CardError {
     Json {
         path: PathBuf,
         source: serde_json::Error,
+    },
+    #[error("{model} is a {found} model; a {expected} model is needed here")]
+    Kind {
+        model: String,
+        expected: &'static str,
+        found: &'static str,
     },
     #[error("{path}: sha256 is {actual}, the card says {expected}: the model file does not belong to this card")]
     Digest {
@@ -155,10 +277,28 @@ impl ModelCard {
         Ok((card, bytes))
     }
 
-    /// A segment card's label rule: Abnormal when more than this fraction of a
-    /// window's annotated beats are not AAMI N (0.5 where the card says none).
-    pub fn abnormal_fraction(&self) -> f64 {
-        self.label_rule["abnormal_fraction"].as_f64().unwrap_or(0.5)
+    /// The segment model this card describes, or an error naming what it is.
+    pub fn segment(&self) -> Result<&SegmentModel, CardError> {
+        match &self.kind {
+            ModelKind::Segment(s) => Ok(s),
+            other => Err(self.wrong_kind("segment", other)),
+        }
+    }
+
+    /// The beat model this card describes, or an error naming what it is.
+    pub fn beat(&self) -> Result<&BeatModel, CardError> {
+        match &self.kind {
+            ModelKind::Beat(b) => Ok(b),
+            other => Err(self.wrong_kind("beat", other)),
+        }
+    }
+
+    fn wrong_kind(&self, expected: &'static str, found: &ModelKind) -> CardError {
+        CardError::Kind {
+            model: format!("{} {}", self.name, self.version),
+            expected,
+            found: found.task(),
+        }
     }
 
     /// Writes the card as pretty JSON.
@@ -171,6 +311,36 @@ impl ModelCard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shipped cards read into their kinds and write back the same JSON
+    /// values (the typed card drops nothing a card holds).
+    #[test]
+    fn shipped_cards_round_trip() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        for (file, task) in [
+            ("ecg-segment.json", "segment"),
+            ("ecg-segment-net.json", "segment"),
+            ("ecg-beat.json", "beat"),
+        ] {
+            let path = dir.join(file);
+            let card = ModelCard::read(&path).unwrap();
+            assert_eq!(card.kind.task(), task);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(serde_json::to_value(&card).unwrap(), raw, "{file}");
+        }
+    }
+
+    #[test]
+    fn unknown_task_is_refused() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ecg-beat.json"),
+        )
+        .unwrap()
+        .replace("\"task\": \"beat\"", "\"task\": \"rhythm\"");
+        let err = serde_json::from_str::<ModelCard>(&text).unwrap_err();
+        assert!(err.to_string().contains("rhythm"), "{err}");
+    }
 
     #[test]
     fn sha256_of_known_input() {

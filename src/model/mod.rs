@@ -1,10 +1,13 @@
-//! What a trained model is to the rest of the system: its card (the JSON manifest
-//! beside the `.onnx`) and the preprocessing the card declares. The server and the
-//! trainer both prepare model input through [`preprocess::Preprocessing::prepare`],
-//! so serving cannot drift from training.
+//! What a trained model is to the rest of the system: its card (the JSON
+//! manifest beside the `.onnx`, typed by model kind), the preprocessing the card
+//! declares, and [`inputs::model_inputs`], the one function that turns a
+//! recording into each model's input tensors for the server and the trainer
+//! alike, so serving cannot drift from training.
 
 pub mod card;
+pub mod inputs;
 pub mod preprocess;
 
-pub use card::ModelCard;
-pub use preprocess::{BeatInputs, BeatWindow, Prepared, Preprocessing};
+pub use card::{BeatModel, ModelCard, ModelKind, SegmentModel};
+pub use inputs::{model_inputs, BeatInputs, LeadRequest, ModelInputs, Models, SegmentInputs};
+pub use preprocess::{BeatPreprocessing, BeatWindow, SegmentPreprocessing, WindowFeatures};

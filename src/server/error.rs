@@ -12,10 +12,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::core::analysis::AnalysisError;
-use crate::core::pool::PoolError;
-use crate::core::upload::{UploadError, ACCEPTED};
 use crate::engine::EngineError;
+use crate::service::{PoolError, ServiceError};
+use crate::signal::upload::{UploadError, ACCEPTED};
 use crate::signal::SignalError;
 
 /// The error body of every non-2xx answer.
@@ -189,10 +188,11 @@ impl From<UploadError> for ApiError {
 }
 
 /// Query parameters `/predict` accepts (see `PredictParams`).
-const QUERY_PARAMETERS: [&str; 10] = [
+const QUERY_PARAMETERS: [&str; 11] = [
     "fs",
     "lead",
     "format",
+    "dat_format",
     "channels",
     "gain",
     "baseline",
@@ -211,18 +211,22 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-impl From<AnalysisError> for ApiError {
-    fn from(e: AnalysisError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            AnalysisError::Signal(s) => s.into(),
-            AnalysisError::TooShort { needed_s, .. } => ApiError::Invalid {
+            ServiceError::Upload(u) => u.into(),
+            ServiceError::Signal(s) => s.into(),
+            ServiceError::TooShort { needed_s, .. } => ApiError::Invalid {
                 detail: json!({ "minimum_duration_s": needed_s }),
                 message: e.to_string(),
             },
-            AnalysisError::TooLong { limit_s, .. } => ApiError::Invalid {
+            ServiceError::TooLong { limit_s, .. } => ApiError::Invalid {
                 detail: json!({ "maximum_duration_s": limit_s }),
                 message: e.to_string(),
             },
+            ServiceError::Pool(p) => p.into(),
+            ServiceError::Engine(g) => g.into(),
+            ServiceError::Internal(m) => ApiError::Internal(m),
         }
     }
 }

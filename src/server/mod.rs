@@ -1,11 +1,16 @@
 //! The HTTP layer: routes, middleware (request IDs, timing, auth, CORS, limits),
-//! metrics, OpenAPI and Swagger UI, graceful shutdown. Thin: handlers call
-//! [`crate::core`] and map its errors in [`error`].
+//! metrics, OpenAPI and Swagger UI, graceful shutdown. Thin: `/predict` parses
+//! its parameters ([`params`]) and upload, admits the request, calls
+//! [`crate::service::Analyser::analyse`] and writes the answer as JSON, CSV or
+//! SVG ([`formats`]); [`error`] maps every error to its status.
 
 pub mod config;
 pub mod error;
+pub mod formats;
 pub mod openapi;
+pub mod params;
 pub mod routes;
+pub mod svg;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,36 +36,24 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::core::pool::{EnginePool, PoolOptions, Readiness};
 use crate::engine::Provider;
+use crate::service::{Analyser, EnginePool, PoolOptions, Readiness};
 pub use config::Config;
 use error::ApiError;
 
 /// Shared state of the handlers.
 pub struct AppState {
     pub config: Config,
-    /// The segment model's engines (admission control lives here).
-    pub pool: Arc<EnginePool>,
-    /// The beat model's engines, unless `--beat-model none`.
-    pub beat_pool: Option<Arc<EnginePool>>,
+    /// The analysis and the models' engines (admission control lives in the
+    /// segment model's pool).
+    pub analyser: Analyser,
     pub metrics: Option<PrometheusHandle>,
 }
 
 impl AppState {
     /// Ready when every model is; otherwise the first that is not, named.
     pub fn readiness(&self) -> Readiness {
-        readiness(&self.pool, self.beat_pool.as_ref())
-    }
-}
-
-fn readiness(pool: &EnginePool, beat_pool: Option<&Arc<EnginePool>>) -> Readiness {
-    let segment = pool.readiness();
-    match (segment, beat_pool.map(|p| p.readiness())) {
-        (Readiness::Ready { .. }, Some(Readiness::Failed(reason))) => {
-            Readiness::Failed(format!("beat model: {reason}"))
-        }
-        (Readiness::Ready { .. }, Some(Readiness::Loading)) => Readiness::Loading,
-        (segment, _) => segment,
+        self.analyser.readiness()
     }
 }
 
@@ -238,13 +231,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
-    let pool = start_pool(&config);
-    let beat_pool = start_beat_pool(&config);
+    let analyser = Analyser {
+        segment: start_pool(&config),
+        beat: start_beat_pool(&config),
+        max_duration_s: config.max_duration_s,
+    };
     if config.execution_provider == Provider::Cuda && !config.allow_cpu_fallback {
         // An explicit CUDA request that cannot start is a start-up failure, not a
         // service that stays up unready: wait for the load and refuse to serve.
         loop {
-            match readiness(&pool, beat_pool.as_ref()) {
+            match analyser.readiness() {
                 Readiness::Loading => tokio::time::sleep(Duration::from_millis(50)).await,
                 Readiness::Failed(reason) => anyhow::bail!(
                     "--execution-provider cuda cannot start: {reason} (pass --allow-cpu-fallback to run on the CPU instead)"
@@ -260,8 +256,7 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     let state = Arc::new(AppState {
         config,
-        pool,
-        beat_pool,
+        analyser,
         metrics: metrics_handle(),
     });
     tracing::info!(address = %bound, "listening");

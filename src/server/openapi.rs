@@ -6,11 +6,11 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::routes;
-use crate::core::analysis::{
+use crate::eval::classes::{ClassMetrics, MultiReport};
+use crate::service::answer::{
     Attention, Beat, BeatAttention, ModelInfo, PredictResponse, RecordInfo, Reference, Segment,
     SignalPlot, Summary, Timing,
 };
-use crate::eval::classes::{ClassMetrics, MultiReport};
 
 struct BearerAuth;
 

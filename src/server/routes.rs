@@ -1,12 +1,12 @@
-//! HTTP handlers: parse the request, call the core, map the result. Nothing else.
+//! HTTP handlers: parse the request, call the service, write the answer. Nothing else.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Multipart, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -14,15 +14,12 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
+use super::formats;
+use super::params::{Checked, PredictParams};
 use super::AppState;
-use crate::core::analysis::{
-    assemble, prepare, BeatOutputs, Include, PredictResponse, PreparedRequest, Timing,
-};
-use crate::core::pool::{Admission, JobResult, Readiness};
-use crate::core::upload::{decode, OutputFormat, PredictParams, UploadPart};
-use crate::engine::EngineError;
-use crate::model::{BeatInputs, ModelCard};
-use crate::signal::qrs::detect_r_peaks;
+use crate::model::ModelCard;
+use crate::service::{Admission, AnalysisRequest, PredictResponse, Readiness};
+use crate::signal::upload::{UploadPart, ACCEPTED};
 
 /// The multipart form of `/predict` (file pickers in Swagger UI).
 #[derive(ToSchema)]
@@ -53,7 +50,7 @@ async fn read_parts(
     let mut multipart = multipart.map_err(|e| {
         ApiError::Unsupported(format!(
             "the body must be multipart/form-data ({e}); send {}",
-            crate::core::upload::ACCEPTED
+            ACCEPTED
         ))
     })?;
     let mut parts = Vec::new();
@@ -138,19 +135,11 @@ pub async fn predict(
     request_headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
+    let received = Instant::now();
     let accept = request_headers
-        .get(axum::http::header::ACCEPT)
+        .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let output = match query.as_ref().map(|Query(p)| p.output(accept)) {
-        Ok(Err(e)) => {
-            discard(multipart).await;
-            return Err(ApiError::bad_request(e.to_string(), &e.field()));
-        }
-        Ok(Ok(o)) => o,
-        Err(_) => OutputFormat::Json,
-    };
-    let (params, card, _admission) = match admit(&state, query) {
+    let (params, checked, card, _admission) = match admit(&state, query, accept) {
         Ok(admitted) => admitted,
         Err(e) => {
             // Read the upload to its end (without decoding it) before refusing:
@@ -159,217 +148,43 @@ pub async fn predict(
             return Err(e);
         }
     };
-    let parts = read_parts(multipart, state.config.max_body_mb).await?;
-    let timeout = std::time::Duration::from_secs(state.config.request_timeout_s);
-    let include = Include {
-        signal: params.includes("signal") || output == OutputFormat::Svg,
-        beat_attention: params.includes("beat_attention"),
+    let request = AnalysisRequest {
+        parts: read_parts(multipart, state.config.max_body_mb).await?,
+        read: checked.read,
+        lead: checked.lead,
+        include: checked.include,
+        warnings: checked.warnings,
+        received,
     };
-    let work = async {
-        let lead = params
-            .lead
-            .clone()
-            .unwrap_or_else(|| card.preprocessing.lead.clone());
-        let max_duration_s = state.config.max_duration_s;
-        let card_for_prep = Arc::clone(&card);
-        let params_for_prep = params.clone();
-        let (mut prepared, decode_ms, preprocess_ms) =
-            tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-                let t = Instant::now();
-                let decoded = decode(&parts, &params_for_prep)?;
-                let decode_ms = ms(t.elapsed());
-                let t = Instant::now();
-                let mut prepared = prepare(
-                    decoded.recording,
-                    decoded.source,
-                    &lead,
-                    &card_for_prep,
-                    max_duration_s,
-                    decoded.warnings,
-                )?;
-                prepared.annotations = decoded.annotations;
-                Ok((prepared, decode_ms, ms(t.elapsed())))
-            })
-            .await
-            .map_err(|e| ApiError::Internal(format!("preprocessing task failed: {e}")))??;
-        metrics::histogram!("ecg_decode_seconds").record(decode_ms / 1e3);
-        metrics::histogram!("ecg_preprocess_seconds").record(preprocess_ms / 1e3);
-        let batch = prepared.starts.len();
-        let samples = prepared.record.n_samples;
-        let windows = std::mem::take(&mut prepared.windows);
-        // Beats first (a few ms): a segment model with rhythm features needs them.
-        let beat_card = state.beat_pool.as_ref().and_then(|p| p.card());
-        let (beats_ms, beat_inputs) = find_beats(&mut prepared, &card, beat_card.clone()).await?;
-        let features = card.preprocessing.window_features(
-            &prepared.beats,
-            prepared.record.sampling_rate_hz,
-            &prepared.starts,
-        );
-        let reply = state.pool.submit(windows, features, batch)?;
-        let beat_reply = match (&state.beat_pool, beat_inputs) {
-            (Some(pool), Some(inputs)) if !prepared.beats.is_empty() => {
-                Some(pool.submit(inputs.windows, inputs.features, prepared.beats.len())?)
-            }
-            _ => None,
-        };
-        let result = answer(reply).await?;
-        let beat_result = match beat_reply {
-            Some(r) => Some(answer(r).await?),
-            None => None,
-        };
-        metrics::histogram!("ecg_beats_seconds").record(beats_ms / 1e3);
-        metrics::histogram!("ecg_queue_seconds").record(result.queue_wait.as_secs_f64());
-        metrics::histogram!("ecg_inference_seconds").record(result.inference.as_secs_f64());
-        metrics::counter!("ecg_windows_total").increment(batch as u64);
-        metrics::counter!("ecg_samples_total").increment(samples as u64);
-        metrics::counter!("ecg_beats_total").increment(prepared.beats.len() as u64);
-        let timing = Timing {
-            decode: decode_ms,
-            preprocess: preprocess_ms,
-            beats: beats_ms,
-            queue: ms(result.queue_wait),
-            inference: ms(result.inference),
-            beat_inference: beat_result
-                .as_ref()
-                .map_or(0.0, |r| ms(r.queue_wait + r.inference)),
-            total: ms(started.elapsed()),
-        };
-        let beat = beat_result
-            .as_ref()
-            .zip(beat_card.as_deref())
-            .map(|(r, card)| BeatOutputs {
-                outputs: &r.outputs,
-                card,
-            });
-        Ok::<_, ApiError>(assemble(
-            prepared,
-            &result.outputs,
-            beat,
-            &card,
-            include,
-            timing,
-        ))
-    };
-    let response = tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| ApiError::Timeout(state.config.request_timeout_s))??;
+    let limit_s = state.config.request_timeout_s;
+    let response = tokio::time::timeout(
+        Duration::from_secs(limit_s),
+        state.analyser.analyse(request),
+    )
+    .await
+    .map_err(|_| ApiError::Timeout(limit_s))??;
+    let headers = timing_headers(&response, received);
+    let positive = &card
+        .segment()
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .decision
+        .positive_label;
+    formats::respond(response, checked.output, &params, positive, headers)
+}
+
+/// `x-inference-time`, `x-queue-time` and `x-total-time`, in ms.
+fn timing_headers(response: &PredictResponse, received: Instant) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in [
         ("x-inference-time", response.timing_ms.inference),
         ("x-queue-time", response.timing_ms.queue),
-        ("x-total-time", ms(started.elapsed())),
+        ("x-total-time", ms(received.elapsed())),
     ] {
         if let Ok(v) = HeaderValue::from_str(&format!("{value:.3}")) {
             headers.insert(name, v);
         }
     }
-    match output {
-        OutputFormat::Json => Ok((headers, Json(response)).into_response()),
-        OutputFormat::Csv => {
-            headers.insert(
-                axum::http::header::CONTENT_TYPE,
-                HeaderValue::from_static("text/csv; charset=utf-8"),
-            );
-            let body = crate::core::analysis::beats_csv(&response)
-                .map_err(|e| ApiError::Internal(format!("cannot write the CSV answer: {e}")))?;
-            Ok((headers, body).into_response())
-        }
-        OutputFormat::Svg => {
-            let positive = &card.decision.positive_label;
-            let (start_s, end_s) = svg_range(&params, &response, positive)?;
-            headers.insert(
-                axum::http::header::CONTENT_TYPE,
-                HeaderValue::from_static("image/svg+xml"),
-            );
-            let body = crate::core::render::svg(&response, start_s, end_s, positive);
-            Ok((headers, body).into_response())
-        }
-    }
-}
-
-/// Longest range one picture shows.
-const SVG_MAX_SPAN_S: f64 = 120.0;
-
-/// The picture's range: `start_s`/`end_s`, else the most abnormal segment.
-fn svg_range(
-    params: &PredictParams,
-    response: &PredictResponse,
-    positive: &str,
-) -> Result<(f64, f64), ApiError> {
-    let duration = response.record.duration_s;
-    let (start, end) = match (params.start_s, params.end_s) {
-        (None, None) => crate::core::render::default_range(response, positive),
-        (Some(s), None) => (s, s + 10.0),
-        (None, Some(e)) => (e - 10.0, e),
-        (Some(s), Some(e)) => (s, e),
-    };
-    let bad = |what: &str| {
-        ApiError::bad_request(
-            format!("{what}; the record lasts {duration:.1} s and one picture shows at most {SVG_MAX_SPAN_S} s"),
-            "start_s",
-        )
-    };
-    if !(start.is_finite() && end.is_finite()) || end <= start {
-        return Err(bad(&format!(
-            "start_s {start} must come before end_s {end}"
-        )));
-    }
-    if end - start > SVG_MAX_SPAN_S {
-        return Err(bad(&format!("the range {start}..{end} s is too long")));
-    }
-    if start >= duration || end <= 0.0 {
-        return Err(bad(&format!(
-            "the range {start}..{end} s lies outside the record"
-        )));
-    }
-    Ok((start.max(0.0), end.min(duration)))
-}
-
-/// An engine's answer, or why there is none.
-async fn answer(
-    reply: tokio::sync::oneshot::Receiver<Result<JobResult, EngineError>>,
-) -> Result<JobResult, ApiError> {
-    Ok(reply
-        .await
-        .map_err(|_| ApiError::NotReady("the engine stopped before answering".into()))??)
-}
-
-/// Detects the R peaks of `prepared`'s lead (off the async threads) into
-/// `prepared.beats` and, when a beat model is loaded, prepares its inputs from
-/// the filtered lead (filtered again only if the beat model's band differs).
-/// Returns the detection time in ms and the beat inputs.
-async fn find_beats(
-    prepared: &mut PreparedRequest,
-    card: &ModelCard,
-    beat_card: Option<Arc<ModelCard>>,
-) -> Result<(f64, Option<BeatInputs>), ApiError> {
-    let lead = std::mem::take(&mut prepared.lead);
-    let filtered = std::mem::take(&mut prepared.filtered);
-    let fs = prepared.record.sampling_rate_hz;
-    let segment_prep = card.preprocessing.clone();
-    let (peaks, filtered, beats_ms, inputs) = tokio::task::spawn_blocking(move || {
-        let t = Instant::now();
-        let peaks = detect_r_peaks(&lead, fs);
-        let beats_ms = ms(t.elapsed());
-        let inputs = beat_card.map(|c| {
-            let pre = &c.preprocessing;
-            if pre.same_filter(&segment_prep) {
-                Ok(pre.beat_inputs(&filtered, &peaks, fs))
-            } else {
-                pre.filter(&lead, fs)
-                    .map(|own| pre.beat_inputs(&own, &peaks, fs))
-            }
-        });
-        (peaks, filtered, beats_ms, inputs)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("beat detection task failed: {e}")))?;
-    prepared.beats = peaks;
-    prepared.filtered = filtered;
-    let inputs = inputs
-        .transpose()
-        .map_err(crate::core::analysis::AnalysisError::from)?;
-    Ok((beats_ms, inputs))
+    headers
 }
 
 /// The checks before an upload is read: query, readiness, and a place in the
@@ -377,12 +192,12 @@ async fn find_beats(
 fn admit(
     state: &Arc<AppState>,
     query: Result<Query<PredictParams>, QueryRejection>,
-) -> Result<(PredictParams, Arc<ModelCard>, Admission), ApiError> {
+    accept: Option<&str>,
+) -> Result<(PredictParams, Checked, Arc<ModelCard>, Admission), ApiError> {
     let Query(params) = query?;
-    params
-        .check_include()
-        .map_err(|e| ApiError::bad_request(e.to_string(), &e.field()))?;
-    let card = state.pool.card().ok_or_else(|| match state.readiness() {
+    let checked = params.check(accept)?;
+    let pool = &state.analyser.segment;
+    let card = pool.card().ok_or_else(|| match state.readiness() {
         Readiness::Failed(reason) => {
             ApiError::NotReady(format!("the model is not ready: {reason}"))
         }
@@ -391,7 +206,7 @@ fn admit(
     if !matches!(state.readiness(), Readiness::Ready { .. }) {
         return Err(ApiError::NotReady("the model is still loading".into()));
     }
-    Ok((params, card, state.pool.admit()?))
+    Ok((params, checked, card, pool.admit()?))
 }
 
 /// Reads and drops the rest of an upload (the body limit still applies).
@@ -487,13 +302,13 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     responses((status = 200, description = "Service, model card and limits", body = Object)))]
 pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
     let c = &state.config;
-    let card = state.pool.card();
+    let card = state.analyser.card();
     Json(json!({
         "service": { "name": "ecg-serve", "version": env!("CARGO_PKG_VERSION"), "git_sha": env!("ECG_GIT_SHA") },
         "readiness": format!("{:?}", state.readiness()),
         "model": card.as_deref(),
         "labels": card.as_ref().map(|c| c.labels.clone()),
-        "model_rate_hz": card.as_ref().map(|c| c.preprocessing.sample_rate_hz),
+        "model_rate_hz": card.as_ref().map(|c| c.kind.sample_rate_hz()),
         "limits": {
             "max_body_bytes": c.max_body_mb * 1024 * 1024,
             "max_duration_s": c.max_duration_s,
@@ -503,7 +318,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
             "max_batch": c.windows_per_run(),
             "request_timeout_s": c.request_timeout_s,
         },
-        "accepted_inputs": crate::core::upload::ACCEPTED,
+        "accepted_inputs": ACCEPTED,
         "auth": if c.api_key.is_some() { "bearer" } else { "none" },
     }))
 }
@@ -512,7 +327,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    metrics::gauge!("ecg_queue_depth").set(state.pool.queue_depth() as f64);
+    metrics::gauge!("ecg_queue_depth").set(state.analyser.segment.queue_depth() as f64);
     let body = state
         .metrics
         .as_ref()

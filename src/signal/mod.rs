@@ -17,8 +17,9 @@ pub mod fuzzing;
 pub mod qrs;
 pub mod resample;
 pub mod rr;
-pub mod segment;
+pub mod upload;
 pub mod wfdb;
+pub mod window;
 
 pub use aami::AamiClass;
 pub use error::{Result, SignalError};

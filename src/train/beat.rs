@@ -16,79 +16,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::data::{load_record, WindowSet};
+use super::data::{load_beats, WindowSet, MATCH_WINDOW_S};
+use super::experiment::{build_sets, model_card, strings, CardSpecifics, TrainOptions};
+use super::inference::predict_onnx;
 use super::metrics::MultiReport;
-use super::segment::{build_sets, model_card, strings, CardSpecifics, TrainOptions};
-use super::training::{fit_and_export, predict_onnx, TrainingConfig};
+use super::training::{fit_and_export, TrainingConfig};
 use crate::engine::{Provider, Runtime};
-use crate::eval::bxb::{label_detections, DetectionCounts};
-use crate::model::card::Decision;
-use crate::model::{ModelCard, Preprocessing};
-use crate::signal::qrs::detect_r_peaks;
-use crate::signal::wfdb::Annotation;
-use crate::signal::{AamiClass, Recording};
-
-/// The match window of the labelling and of the detection figures (bxb's).
-pub const MATCH_WINDOW_S: f64 = 0.15;
+use crate::model::card::{BeatDecision, BeatLabelRule};
+use crate::model::{BeatModel, BeatPreprocessing, ModelCard, ModelKind};
+use crate::signal::AamiClass;
 
 /// Class labels in index order.
 pub fn labels() -> Vec<&'static str> {
     AamiClass::ALL.iter().map(|c| c.as_str()).collect()
-}
-
-/// The labelled beats of one record and how detection went on it.
-pub fn record_beats(
-    rec: &Recording,
-    annotations: &[Annotation],
-    prep: &Preprocessing,
-) -> Result<(WindowSet, DetectionCounts)> {
-    let lead = rec.select_lead(&prep.lead, false)?;
-    let samples = &rec.leads[lead.index].samples;
-    let fs = rec.sampling_rate;
-    let filtered = prep.filter(samples, fs)?;
-    let peaks = detect_r_peaks(samples, fs);
-    let (classes, comparison) = label_detections(&peaks, annotations, fs, MATCH_WINDOW_S);
-    let inputs = prep.beat_inputs(&filtered, &peaks, fs);
-    let channels = prep.input_channels();
-    let len = channels * prep.window_samples;
-    let width = inputs.features.len() / peaks.len().max(1);
-    let mut out = WindowSet {
-        window_len: len,
-        channels,
-        n_features: width,
-        ..Default::default()
-    };
-    for (i, class) in classes.iter().enumerate() {
-        let Some(class) = class else {
-            out.unlabelled += 1;
-            continue;
-        };
-        out.windows
-            .extend_from_slice(&inputs.windows[i * len..(i + 1) * len]);
-        out.features
-            .extend_from_slice(&inputs.features[i * width..(i + 1) * width]);
-        out.labels.push(class.index() as u8);
-        out.records.push(rec.name.clone());
-        out.starts.push(peaks[i]);
-    }
-    Ok((out, comparison.counts))
-}
-
-/// Labelled beats of `records` from `db`, with the pooled detection counts.
-pub fn load_beats(
-    db: &Path,
-    records: &[String],
-    prep: &Preprocessing,
-) -> Result<(WindowSet, DetectionCounts)> {
-    let mut set = WindowSet::default();
-    let mut counts = DetectionCounts::default();
-    for name in records {
-        let (rec, ann) = load_record(db, name)?;
-        let (beats, c) = record_beats(&rec, &ann, prep)?;
-        set.append(beats);
-        counts.add(&c);
-    }
-    Ok((set, counts))
 }
 
 fn describe(name: &str, set: &WindowSet) {
@@ -127,7 +67,7 @@ fn per_record(set: &WindowSet, predicted: &[u8]) -> serde_json::Value {
 /// Trains, exports, checks parity, evaluates and writes `<out>/<name>.onnx`,
 /// its card `<name>.json`, `<name>.metrics.jsonl` and `<name>.report.json`.
 pub fn run(opts: &TrainOptions) -> Result<PathBuf> {
-    let prep = Preprocessing::mitdb_beat();
+    let prep = BeatPreprocessing::mitdb_beat();
     let detection = std::cell::RefCell::new(Vec::new());
     let load = |records: &[String], _training: bool| {
         let (set, counts) = load_beats(&opts.db, records, &prep)?;
@@ -189,16 +129,8 @@ pub fn run(opts: &TrainOptions) -> Result<PathBuf> {
         base.with_extension("report.json"),
         serde_json::to_string_pretty(&metrics)?,
     )?;
-    let specifics = beat_specifics(&cfg);
-    let card = model_card(
-        opts,
-        &cfg,
-        &prep,
-        sets.split,
-        &fitted.bytes,
-        metrics,
-        specifics,
-    );
+    let specifics = beat_specifics(&cfg, prep);
+    let card = model_card(opts, &cfg, sets.split, &fitted.bytes, metrics, specifics);
     let card_path = base.with_extension("json");
     card.write(&card_path)?;
     eprintln!(
@@ -210,21 +142,28 @@ pub fn run(opts: &TrainOptions) -> Result<PathBuf> {
 }
 
 /// The beat model's part of its card.
-fn beat_specifics(cfg: &TrainingConfig) -> CardSpecifics {
+fn beat_specifics(cfg: &TrainingConfig, prep: BeatPreprocessing) -> CardSpecifics {
+    let aami = [
+        ("N", "N L R e j (B)"),
+        ("S", "A a J S (n)"),
+        ("V", "V E (r)"),
+        ("F", "F"),
+        ("Q", "/ f Q (?)"),
+    ];
     CardSpecifics {
-        task: "beat",
         labels: strings(&labels()),
         input_description: format!("window around each R peak of the band-passed lead at the model rate, beside the record's median beat (preprocessing.beat); second input `features` [-1, {}]: the RR features named in preprocessing.beat.features", cfg.model.features),
-        decision: Decision {
-            positive_label: "N".into(),
-            threshold: 0.0,
-            chosen_by: "argmax over the five classes (class-weighted training)".into(),
-        },
-        label_rule: json!({
-            "label": "AAMI class of the reference beat matched within 150 ms",
-            "match_window_s": MATCH_WINDOW_S,
-            "aami": {"N": "N L R e j (B)", "S": "A a J S (n)", "V": "V E (r)", "F": "F", "Q": "/ f Q (?)"},
-            "unmatched_detections": "left out",
+        kind: ModelKind::Beat(BeatModel {
+            preprocessing: prep,
+            decision: BeatDecision {
+                chosen_by: "argmax over the five classes (class-weighted training)".into(),
+            },
+            label_rule: BeatLabelRule {
+                label: "AAMI class of the reference beat matched within 150 ms".into(),
+                match_window_s: MATCH_WINDOW_S,
+                aami: aami.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                unmatched_detections: "left out".into(),
+            },
         }),
     }
 }
@@ -237,7 +176,7 @@ pub fn evaluate(
     db: &Path,
     records: &[String],
 ) -> Result<MultiReport> {
-    let (set, detection) = load_beats(db, records, &card.preprocessing)?;
+    let (set, detection) = load_beats(db, records, &card.beat()?.preprocessing)?;
     let mut session = Runtime::get()?.session(bytes, 2, Provider::Cpu)?;
     let k = card.labels.len();
     let predicted = MultiReport::argmax(&predict_onnx(&mut session, &set, 256)?, k);

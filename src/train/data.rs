@@ -1,5 +1,6 @@
-//! The segment data set: 10 s windows of MLII, prepared by the shared
-//! [`Preprocessing`], each labelled from the reference beat annotations.
+//! The data sets: the segment model's 10 s windows and the beat model's beats,
+//! their inputs built by the shared [`model_inputs`] (as the server builds
+//! them), each labelled from the reference beat annotations.
 //!
 //! Label rule (the task's): a window is **Abnormal** when the fraction of its
 //! annotated beats that are not AAMI class N is above `abnormal_fraction`
@@ -12,9 +13,9 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::eval::bxb::{label_detections, DetectionCounts};
 pub use crate::eval::load_record;
-use crate::model::Preprocessing;
-use crate::signal::qrs::detect_r_peaks;
+use crate::model::{model_inputs, BeatPreprocessing, LeadRequest, Models, SegmentPreprocessing};
 use crate::signal::resample::map_index;
 use crate::signal::wfdb::Annotation;
 use crate::signal::{AamiClass, Recording};
@@ -99,6 +100,17 @@ impl WindowSet {
     pub fn example_shape(&self) -> [usize; 2] {
         let c = self.channels.max(1);
         [c, self.window_len / c]
+    }
+
+    /// The flattened windows and features at `idx`, for ONNX Runtime.
+    pub fn arrays(&self, idx: &[usize]) -> (Vec<f32>, Vec<f32>) {
+        let mut input = Vec::with_capacity(idx.len() * self.window_len);
+        let mut features = Vec::with_capacity(idx.len() * self.n_features);
+        for &i in idx {
+            input.extend_from_slice(self.window(i));
+            features.extend_from_slice(self.feature_row(i));
+        }
+        (input, features)
     }
 
     /// Features of example `i` (empty without a feature input).
@@ -187,15 +199,30 @@ pub fn non_n_fraction(classes: &[AamiClass]) -> Option<f64> {
     Some(non_n as f64 / classes.len() as f64)
 }
 
-/// Prepares and labels every window of one record.
+/// The lead a data set reads: the card's, never another (an absent lead is an error).
+fn lead(name: &str) -> LeadRequest<'_> {
+    LeadRequest {
+        name,
+        fallback: false,
+    }
+}
+
+/// Prepares and labels every window of one record: the inputs are
+/// [`model_inputs`]'s, as the server builds them (rhythm features from our
+/// detector's beats).
 pub fn record_windows(
     rec: &Recording,
     annotations: &[Annotation],
-    prep: &Preprocessing,
+    prep: &SegmentPreprocessing,
     abnormal_fraction: f64,
 ) -> Result<WindowSet> {
-    let lead = rec.select_lead(&prep.lead, false)?;
-    let prepared = prep.prepare(&rec.leads[lead.index].samples, rec.sampling_rate)?;
+    let models = Models {
+        segment: Some(prep),
+        beat: None,
+    };
+    let inputs = model_inputs(rec, lead(&prep.lead), models)?
+        .segment
+        .unwrap_or_default();
     let beats: Vec<(usize, AamiClass)> = annotations
         .iter()
         .filter_map(|a| {
@@ -204,21 +231,13 @@ pub fn record_windows(
         })
         .collect();
     let len = prep.window_samples;
-    // The rhythm features come from OUR detector's beats, as in the server.
     let width = prep.feature_width();
-    let features = if width > 0 {
-        let lead_samples = &rec.leads[lead.index].samples;
-        let peaks = detect_r_peaks(lead_samples, rec.sampling_rate);
-        prep.window_features(&peaks, rec.sampling_rate, &prepared.starts)
-    } else {
-        Vec::new()
-    };
     let mut out = WindowSet {
         window_len: len,
         n_features: width,
         ..Default::default()
     };
-    for (k, &start) in prepared.starts.iter().enumerate() {
+    for (k, &start) in inputs.starts.iter().enumerate() {
         let from = beats.partition_point(|b| b.0 < start);
         let to = beats.partition_point(|b| b.0 < start + len);
         let classes: Vec<AamiClass> = beats[from..to].iter().map(|b| b.1).collect();
@@ -228,9 +247,9 @@ pub fn record_windows(
         ) {
             (Some(label), Some(fraction)) => {
                 out.windows
-                    .extend_from_slice(&prepared.windows[k * len..(k + 1) * len]);
+                    .extend_from_slice(&inputs.windows[k * len..(k + 1) * len]);
                 out.features
-                    .extend_from_slice(&features[k * width..(k + 1) * width]);
+                    .extend_from_slice(&inputs.features[k * width..(k + 1) * width]);
                 out.labels.push(label);
                 out.fractions.push(fraction as f32);
                 out.records.push(rec.name.clone());
@@ -246,7 +265,7 @@ pub fn record_windows(
 pub fn load_windows(
     db: &Path,
     records: &[String],
-    prep: &Preprocessing,
+    prep: &SegmentPreprocessing,
     abnormal_fraction: f64,
 ) -> Result<WindowSet> {
     let mut set = WindowSet {
@@ -259,6 +278,69 @@ pub fn load_windows(
         set.append(record_windows(&rec, &ann, prep, abnormal_fraction)?);
     }
     Ok(set)
+}
+
+/// The match window of the beat labelling and of the detection figures (bxb's).
+pub const MATCH_WINDOW_S: f64 = 0.15;
+
+/// The labelled beats of one record and how detection went on it: every beat
+/// our detector finds (the inputs are [`model_inputs`]'s, as the server builds
+/// them), labelled with the class of the reference beat within
+/// [`MATCH_WINDOW_S`]; detections matching none are left out and counted.
+pub fn record_beats(
+    rec: &Recording,
+    annotations: &[Annotation],
+    prep: &BeatPreprocessing,
+) -> Result<(WindowSet, DetectionCounts)> {
+    let models = Models {
+        segment: None,
+        beat: Some(prep),
+    };
+    let inputs = model_inputs(rec, lead(&prep.lead), models)?;
+    let peaks = &inputs.peaks;
+    let beat = inputs.beat.unwrap_or_default();
+    let fs = rec.sampling_rate;
+    let (classes, comparison) = label_detections(peaks, annotations, fs, MATCH_WINDOW_S);
+    let channels = prep.beat.channels();
+    let len = channels * prep.beat.samples();
+    let width = prep.feature_width();
+    let mut out = WindowSet {
+        window_len: len,
+        channels,
+        n_features: width,
+        ..Default::default()
+    };
+    for (i, class) in classes.iter().enumerate() {
+        let Some(class) = class else {
+            out.unlabelled += 1;
+            continue;
+        };
+        out.windows
+            .extend_from_slice(&beat.windows[i * len..(i + 1) * len]);
+        out.features
+            .extend_from_slice(&beat.features[i * width..(i + 1) * width]);
+        out.labels.push(class.index() as u8);
+        out.records.push(rec.name.clone());
+        out.starts.push(peaks[i]);
+    }
+    Ok((out, comparison.counts))
+}
+
+/// Labelled beats of `records` from `db`, with the pooled detection counts.
+pub fn load_beats(
+    db: &Path,
+    records: &[String],
+    prep: &BeatPreprocessing,
+) -> Result<(WindowSet, DetectionCounts)> {
+    let mut set = WindowSet::default();
+    let mut counts = DetectionCounts::default();
+    for name in records {
+        let (rec, ann) = load_record(db, name)?;
+        let (beats, c) = record_beats(&rec, &ann, prep)?;
+        set.append(beats);
+        counts.add(&c);
+    }
+    Ok((set, counts))
 }
 
 /// A small deterministic generator (SplitMix64) for shuffling with a seed.

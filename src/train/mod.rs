@@ -5,6 +5,10 @@
 
 pub mod beat;
 pub mod data;
+pub mod evaluate;
+pub mod experiment;
+pub mod inference;
+pub mod logistic;
 pub mod metrics;
 pub mod model;
 pub mod onnx;

@@ -1,143 +1,29 @@
-//! `ecg-train segment` and `ecg-train evaluate`: from a WFDB database to a shipped
-//! `.onnx` with its model card, and back to held-out metrics.
+//! `ecg-train segment`: from a WFDB database to a segment model's `.onnx` with
+//! its model card, and (for `ecg-train evaluate`) back to held-out metrics.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::data::{load_windows, SplitMix, WindowSet, ABNORMAL, DS1, DS2, LABELS, PACED};
+use super::data::{load_windows, WindowSet, ABNORMAL, LABELS};
+use super::experiment::{build_sets, model_card, strings, CardSpecifics, TrainOptions};
+use super::inference::{column, predict_onnx};
 use super::metrics::{point_at_specificity, BinaryReport};
-use super::training::{column, fit_and_export, predict_onnx, TrainingConfig};
+use super::training::{fit_and_export, TrainingConfig};
 use crate::engine::{Provider, Runtime};
-use crate::model::card::{sha256_hex, AttentionMap, Decision, Split, TensorSpec};
-use crate::model::{ModelCard, Preprocessing};
+use crate::model::card::{Decision, SegmentLabelRule};
+use crate::model::{ModelCard, ModelKind, SegmentModel, SegmentPreprocessing};
 
 pub use super::training::PARITY_TOLERANCE;
-
-/// How records become train / validation / test sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SplitKind {
-    /// DS1 trains (minus validation records), DS2 tests (de Chazal 2004).
-    InterPatient,
-    /// Windows of all non-paced records pooled and split 80/10/10 at random.
-    /// Leaks patients between sets: only for comparison with papers that do it.
-    Random,
-}
-
-/// Everything `ecg-train segment` and `ecg-train beat` need.
-#[derive(Debug, Clone)]
-pub struct TrainOptions {
-    pub db: PathBuf,
-    pub out: PathBuf,
-    pub name: String,
-    pub version: String,
-    pub split: SplitKind,
-    pub validation_records: Vec<String>,
-    pub training: TrainingConfig,
-    /// Cap on windows per set (tiny CI runs); `None` uses everything.
-    pub max_windows: Option<usize>,
-}
-
-/// The three sets of a run and the split that made them.
-pub struct Sets {
-    pub split: Split,
-    pub train: WindowSet,
-    pub val: WindowSet,
-    pub test: WindowSet,
-}
-
-/// Owned copies of a list of record names.
-pub fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
-/// Loads the examples of some records; `true` for the training set.
-pub type Loader<'a> = &'a dyn Fn(&[String], bool) -> Result<WindowSet>;
-
-fn cap(set: WindowSet, max: Option<usize>, seed: u64) -> WindowSet {
-    match max {
-        Some(m) if m < set.len() => {
-            let mut idx: Vec<usize> = (0..set.len()).collect();
-            SplitMix::new(seed).shuffle(&mut idx);
-            idx.truncate(m);
-            idx.sort();
-            set.subset(&idx)
-        }
-        _ => set,
-    }
-}
-
-/// The train / validation / test sets of `opts.split`, each from `load`.
-pub fn build_sets(opts: &TrainOptions, load: Loader) -> Result<Sets> {
-    let seed = opts.training.seed;
-    match opts.split {
-        SplitKind::InterPatient => {
-            let val_names = opts.validation_records.clone();
-            if let Some(r) = val_names.iter().find(|r| !DS1.contains(&r.as_str())) {
-                bail!("validation record {r} is not in DS1; validation must come from the training patients' set");
-            }
-            let train_names: Vec<String> = strings(&DS1)
-                .into_iter()
-                .filter(|r| !val_names.contains(r))
-                .collect();
-            eprintln!(
-                "loading DS1 ({} train + {} validation records) and DS2 ({} test records)",
-                train_names.len(),
-                val_names.len(),
-                DS2.len()
-            );
-            let train = cap(load(&train_names, true)?, opts.max_windows, seed);
-            let val = cap(load(&val_names, false)?, opts.max_windows, seed);
-            let test = cap(load(&strings(&DS2), false)?, opts.max_windows, seed);
-            let split = Split {
-                kind: "inter-patient: DS1 -> DS2 (de Chazal 2004)".into(),
-                train_records: train_names,
-                validation_records: val_names,
-                test_records: strings(&DS2),
-                excluded_records: strings(&PACED),
-            };
-            Ok(Sets {
-                split,
-                train,
-                val,
-                test,
-            })
-        }
-        SplitKind::Random => {
-            let all: Vec<String> = strings(&DS1).into_iter().chain(strings(&DS2)).collect();
-            eprintln!("loading {} non-paced records for a RANDOM split", all.len());
-            let pooled = load(&all, false)?;
-            let mut idx: Vec<usize> = (0..pooled.len()).collect();
-            SplitMix::new(seed).shuffle(&mut idx);
-            let (n_test, n_val) = (pooled.len() / 10, pooled.len() / 10);
-            let (test_idx, rest) = idx.split_at(n_test);
-            let (val_idx, train_idx) = rest.split_at(n_val);
-            let split = Split {
-                kind: "RANDOM split of windows or beats 80/10/10 (patients leak between sets; figures are inflated, not inter-patient)".into(),
-                train_records: all.clone(),
-                validation_records: all.clone(),
-                test_records: all,
-                excluded_records: strings(&PACED),
-            };
-            let m = opts.max_windows;
-            Ok(Sets {
-                split,
-                train: cap(pooled.subset(train_idx), m, seed),
-                val: cap(pooled.subset(val_idx), m, seed),
-                test: cap(pooled.subset(test_idx), m, seed),
-            })
-        }
-    }
-}
 
 /// Trains on windows prepared by `prep` (with its rhythm features, if any),
 /// exports, checks parity, evaluates and writes `<out>/<name>.onnx`,
 /// `<name>.json` (model card), `<name>.metrics.jsonl` and `<name>.report.json`.
 /// Returns the card's path.
-pub fn run(opts: &TrainOptions, prep: Preprocessing) -> Result<PathBuf> {
+pub fn run(opts: &TrainOptions, prep: SegmentPreprocessing) -> Result<PathBuf> {
     let rule = opts.training.abnormal_fraction;
-    let train_prep = Preprocessing {
+    let train_prep = SegmentPreprocessing {
         hop_samples: opts.training.train_hop,
         ..prep.clone()
     };
@@ -196,16 +82,8 @@ pub fn run(opts: &TrainOptions, prep: Preprocessing) -> Result<PathBuf> {
         base.with_extension("report.json"),
         serde_json::to_string_pretty(&metrics)?,
     )?;
-    let specifics = segment_specifics(&cfg, &prep, decision);
-    let card = model_card(
-        opts,
-        &cfg,
-        &prep,
-        sets.split,
-        &fitted.bytes,
-        metrics,
-        specifics,
-    );
+    let specifics = segment_specifics(&cfg, prep, decision);
+    let card = model_card(opts, &cfg, sets.split, &fitted.bytes, metrics, specifics);
     let card_path = base.with_extension("json");
     card.write(&card_path)?;
     eprintln!(
@@ -241,69 +119,6 @@ pub fn per_record(set: &WindowSet, probs: &[f64], threshold: f64) -> serde_json:
         .collect()
 }
 
-/// What differs between the segment and the beat model's cards.
-pub struct CardSpecifics {
-    pub task: &'static str,
-    pub labels: Vec<String>,
-    pub input_description: String,
-    pub decision: Decision,
-    pub label_rule: serde_json::Value,
-}
-
-/// The model card of a trained network: the parts both models share (name,
-/// file digest, tensor shapes, preprocessing, attention map, split, training
-/// configuration, metrics) plus their `specifics`.
-pub fn model_card(
-    opts: &TrainOptions,
-    cfg: &TrainingConfig,
-    prep: &Preprocessing,
-    split: Split,
-    bytes: &[u8],
-    metrics: serde_json::Value,
-    specifics: CardSpecifics,
-) -> ModelCard {
-    let m = &cfg.model;
-    let spt = m.samples_per_token();
-    ModelCard {
-        name: opts.name.clone(),
-        version: opts.version.clone(),
-        task: specifics.task.into(),
-        file: format!("{}.onnx", opts.name),
-        sha256: sha256_hex(bytes),
-        labels: specifics.labels,
-        input: TensorSpec {
-            name: "signal".into(),
-            shape: vec![-1, m.input_channels as i64, m.input_samples as i64],
-            description: specifics.input_description,
-        },
-        outputs: vec![
-            TensorSpec {
-                name: "logits".into(),
-                shape: vec![-1, m.classes as i64],
-                description: "class logits; softmax gives probabilities in `labels` order".into(),
-            },
-            TensorSpec {
-                name: "attention".into(),
-                shape: vec![-1, m.tokens() as i64],
-                description: "attention each token receives, averaged over heads and queries"
-                    .into(),
-            },
-        ],
-        preprocessing: prep.clone(),
-        attention: AttentionMap {
-            tokens: m.tokens(),
-            samples_per_token: spt,
-            token_s: spt as f64 / prep.sample_rate_hz,
-        },
-        decision: specifics.decision,
-        label_rule: specifics.label_rule,
-        split,
-        training: serde_json::to_value(cfg).unwrap_or_default(),
-        metrics,
-        created_by: format!("ecg-train {}", env!("CARGO_PKG_VERSION")),
-    }
-}
-
 /// The card's decision rule: P(Abnormal) at or above the validation set's ROC
 /// point with `cfg.target_specificity` (never the test set's), or 0.5 (argmax)
 /// when no target is set or validation has no such point.
@@ -337,7 +152,7 @@ fn decision(cfg: &TrainingConfig, val_probs: &[f64], val_labels: &[u8]) -> Decis
 /// The segment model's part of its card.
 fn segment_specifics(
     cfg: &TrainingConfig,
-    prep: &Preprocessing,
+    prep: SegmentPreprocessing,
     decision: Decision,
 ) -> CardSpecifics {
     let mut input_description =
@@ -349,37 +164,39 @@ fn segment_specifics(
         );
     }
     CardSpecifics {
-        task: "segment",
         labels: strings(&LABELS),
         input_description,
-        decision,
-        label_rule: json!({
-            "abnormal_when": "fraction of the window's annotated beats that are not AAMI N > abnormal_fraction",
-            "abnormal_fraction": cfg.abnormal_fraction,
-            "aami_n": "N L R e j (B)",
-            "windows_without_beats": "left out",
+        kind: ModelKind::Segment(SegmentModel {
+            preprocessing: prep,
+            decision,
+            label_rule: SegmentLabelRule {
+                abnormal_when: "fraction of the window's annotated beats that are not AAMI N > abnormal_fraction".into(),
+                abnormal_fraction: cfg.abnormal_fraction,
+                aami_n: "N L R e j (B)".into(),
+                windows_without_beats: "left out".into(),
+            },
         }),
     }
 }
 
-/// `ecg-train evaluate`: the model's held-out metrics, measured again through
-/// ONNX Runtime with the preprocessing of its card (segment or beat model).
-/// `records` overrides the card's test records.
-pub fn evaluate(model: &Path, db: &Path, records: &[String]) -> Result<serde_json::Value> {
-    let (card, bytes) = ModelCard::open(model)?;
-    let records = if records.is_empty() {
-        card.split.test_records.clone()
-    } else {
-        records.to_vec()
-    };
-    if card.task == "beat" {
-        let report = super::beat::evaluate(&card, &bytes, db, &records)?;
-        return Ok(serde_json::to_value(report)?);
-    }
-    let set = load_windows(db, &records, &card.preprocessing, card.abnormal_fraction())?;
-    let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
+/// A segment model's held-out report, measured again through ONNX Runtime
+/// with the preprocessing of its card on `records`.
+pub fn evaluate(
+    card: &ModelCard,
+    bytes: &[u8],
+    db: &Path,
+    records: &[String],
+) -> Result<BinaryReport> {
+    let kind = card.segment()?;
+    let set = load_windows(
+        db,
+        records,
+        &kind.preprocessing,
+        kind.label_rule.abnormal_fraction,
+    )?;
+    let mut session = Runtime::get()?.session(bytes, 2, Provider::Cpu)?;
     let probs = column(&predict_onnx(&mut session, &set, 64)?, 2, 1);
-    let report = BinaryReport::new(&probs, &set.labels, card.decision.threshold);
+    let report = BinaryReport::new(&probs, &set.labels, kind.decision.threshold);
     print!(
         "{}",
         report.table(&format!(
@@ -390,5 +207,5 @@ pub fn evaluate(model: &Path, db: &Path, records: &[String]) -> Result<serde_jso
             card.split.kind
         ))
     );
-    Ok(serde_json::to_value(report)?)
+    Ok(report)
 }

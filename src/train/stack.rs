@@ -9,222 +9,22 @@
 //! Abnormal logit ([`super::onnx::add_feature_logit`]); the server needs no new
 //! code and the card describes it. `w = 1` was chosen by a two-fold record-wise
 //! cross-validation over DS1 (`scripts/stack_cv.py`; README, "The model").
-//!
-//! The regression is fitted here by Newton's method rather than with a crate:
-//! seven parameters make each step a 7×7 solve, and writing the objective out
-//! lets it be exactly scikit-learn's `LogisticRegression(C, class_weight=
-//! "balanced")` (unpenalised intercept, weights `n / (2 n_class)`), which the
-//! tests check against committed scikit-learn output.
+//! The regression itself is [`super::logistic::Logistic`].
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
-use serde::Serialize;
+use anyhow::{ensure, Context, Result};
 use serde_json::json;
 
 use super::data::{load_windows, WindowSet, ABNORMAL};
+use super::inference::{column, logits_onnx};
+use super::logistic::Logistic;
 use super::metrics::BinaryReport;
 use super::onnx::add_feature_logit;
 use super::segment::per_record;
-use super::training::{column, logits_onnx};
 use crate::engine::{softmax, Provider, Runtime};
 use crate::model::card::sha256_hex;
-use crate::model::ModelCard;
-
-/// A fitted binary logistic regression on standardised features.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Logistic {
-    /// Feature means of the training rows (the standardisation).
-    pub mean: Vec<f64>,
-    /// Feature standard deviations (population; 1 where a feature is constant).
-    pub scale: Vec<f64>,
-    /// Coefficients of the standardised features.
-    pub coef: Vec<f64>,
-    pub intercept: f64,
-    /// Inverse L2 strength, as scikit-learn's `C`.
-    pub c: f64,
-    /// Weights of Normal and Abnormal rows (`n / (2 n_class)`).
-    pub class_weights: [f64; 2],
-    /// Newton steps taken.
-    pub iterations: usize,
-}
-
-/// `log(1 + e^x)` without overflow.
-fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// Solves `a x = b` for a symmetric positive definite `a` (`n × n`, row-major)
-/// by Cholesky; `None` if `a` is not positive definite.
-fn solve_spd(mut a: Vec<f64>, mut b: Vec<f64>) -> Option<Vec<f64>> {
-    let n = b.len();
-    for j in 0..n {
-        let d = a[j * n + j] - (0..j).map(|k| a[j * n + k].powi(2)).sum::<f64>();
-        if d.is_nan() || d <= 0.0 {
-            return None;
-        }
-        let d = d.sqrt();
-        a[j * n + j] = d;
-        for i in j + 1..n {
-            let s = a[i * n + j] - (0..j).map(|k| a[i * n + k] * a[j * n + k]).sum::<f64>();
-            a[i * n + j] = s / d;
-        }
-    }
-    for i in 0..n {
-        b[i] = (b[i] - (0..i).map(|k| a[i * n + k] * b[k]).sum::<f64>()) / a[i * n + i];
-    }
-    for i in (0..n).rev() {
-        b[i] = (b[i] - (i + 1..n).map(|k| a[k * n + i] * b[k]).sum::<f64>()) / a[i * n + i];
-    }
-    Some(b)
-}
-
-impl Logistic {
-    /// Fits `rows` (`len × width`, row-major) against 0/1 `labels`: minimises
-    /// `Σ s_i [log(1 + e^η_i) − y_i η_i] + |coef|² / (2c)` with `η = intercept +
-    /// coef · standardised row` and `s_i` the balanced weight of row `i`'s class.
-    pub fn fit(rows: &[f32], width: usize, labels: &[u8], c: f64) -> Result<Self> {
-        let n = labels.len();
-        ensure!(
-            width > 0 && rows.len() == n * width,
-            "{} feature values for {n} rows of {width}",
-            rows.len()
-        );
-        ensure!(c > 0.0 && c.is_finite(), "C must be positive, not {c}");
-        ensure!(
-            rows.iter().all(|v| v.is_finite()),
-            "the features hold NaN or infinite values"
-        );
-        let positives = labels.iter().filter(|&&l| l == ABNORMAL).count();
-        if positives == 0 || positives == n {
-            bail!("a logistic regression needs both classes: {positives} of {n} rows are Abnormal");
-        }
-        let class_weights = [
-            n as f64 / (2 * (n - positives)) as f64,
-            n as f64 / (2 * positives) as f64,
-        ];
-        let column = |j: usize| rows.iter().skip(j).step_by(width).map(|&v| v as f64);
-        let mean: Vec<f64> = (0..width)
-            .map(|j| column(j).sum::<f64>() / n as f64)
-            .collect();
-        let scale: Vec<f64> = (0..width)
-            .map(|j| {
-                let sd = (column(j).map(|v| (v - mean[j]).powi(2)).sum::<f64>() / n as f64).sqrt();
-                if sd > 0.0 {
-                    sd
-                } else {
-                    1.0
-                }
-            })
-            .collect();
-        // Design rows [1, standardised features], class weight and 0/1 target.
-        let d = width + 1;
-        let x: Vec<f64> = rows
-            .chunks(width)
-            .flat_map(|r| {
-                std::iter::once(1.0).chain(
-                    r.iter()
-                        .enumerate()
-                        .map(|(j, &v)| (v as f64 - mean[j]) / scale[j]),
-                )
-            })
-            .collect();
-        let y: Vec<f64> = labels.iter().map(|&l| f64::from(l == ABNORMAL)).collect();
-        let s: Vec<f64> = labels
-            .iter()
-            .map(|&l| class_weights[usize::from(l == ABNORMAL)])
-            .collect();
-        let objective = |theta: &[f64]| {
-            let loss: f64 = x
-                .chunks(d)
-                .zip(&y)
-                .zip(&s)
-                .map(|((xi, yi), si)| {
-                    let eta: f64 = xi.iter().zip(theta).map(|(a, b)| a * b).sum();
-                    si * (softplus(eta) - yi * eta)
-                })
-                .sum();
-            loss + theta[1..].iter().map(|t| t * t).sum::<f64>() / (2.0 * c)
-        };
-        let mut theta = vec![0.0; d];
-        let mut current = objective(&theta);
-        for iteration in 1..=100 {
-            let mut grad = vec![0.0; d];
-            let mut hess = vec![0.0; d * d];
-            for ((xi, yi), si) in x.chunks(d).zip(&y).zip(&s) {
-                let p = sigmoid(xi.iter().zip(&theta).map(|(a, b)| a * b).sum());
-                let (g, h) = (si * (p - yi), si * p * (1.0 - p));
-                for a in 0..d {
-                    grad[a] += g * xi[a];
-                    for b in 0..d {
-                        hess[a * d + b] += h * xi[a] * xi[b];
-                    }
-                }
-            }
-            for a in 1..d {
-                grad[a] += theta[a] / c;
-                hess[a * d + a] += 1.0 / c;
-            }
-            let step = solve_spd(hess, grad).context("the regression's Hessian is singular")?;
-            // Newton's step, halved while it does not lower the objective.
-            let mut t = 1.0;
-            let (next, value) = loop {
-                let next: Vec<f64> = theta.iter().zip(&step).map(|(a, b)| a - t * b).collect();
-                let value = objective(&next);
-                if value <= current || t < 1e-6 {
-                    break (next, value);
-                }
-                t /= 2.0;
-            };
-            let moved = step.iter().fold(0.0f64, |m, v| m.max((t * v).abs()));
-            theta = next;
-            current = value;
-            if moved < 1e-10 {
-                return Ok(Logistic {
-                    mean,
-                    scale,
-                    coef: theta[1..].to_vec(),
-                    intercept: theta[0],
-                    c,
-                    class_weights,
-                    iterations: iteration,
-                });
-            }
-        }
-        bail!("the logistic regression did not converge in 100 Newton steps")
-    }
-
-    /// The regression's log-odds of Abnormal for one row of raw features.
-    pub fn decision(&self, row: &[f32]) -> f64 {
-        let (weights, bias) = self.raw();
-        bias + row
-            .iter()
-            .zip(&weights)
-            .map(|(&v, w)| v as f64 * w)
-            .sum::<f64>()
-    }
-
-    /// The same function on raw (unstandardised) features: weights and bias.
-    pub fn raw(&self) -> (Vec<f64>, f64) {
-        let weights: Vec<f64> = self
-            .coef
-            .iter()
-            .zip(&self.scale)
-            .map(|(c, s)| c / s)
-            .collect();
-        let bias = self.intercept
-            - weights
-                .iter()
-                .zip(&self.mean)
-                .map(|(w, m)| w * m)
-                .sum::<f64>();
-        (weights, bias)
-    }
-}
+use crate::model::{ModelCard, ModelKind};
 
 /// The regression's weight that the cross-validation over DS1 chose.
 pub const DEFAULT_WEIGHT: f64 = 1.0;
@@ -306,35 +106,28 @@ pub const STACK_TOLERANCE: f64 = 1e-3;
 /// new card's path.
 pub fn run(opts: &StackOptions) -> Result<PathBuf> {
     let (base, bytes) = ModelCard::open(&opts.model)?;
-    ensure!(
-        base.task == "segment",
-        "{} is a {} model; stacking is for the segment model",
-        base.name,
-        base.task
-    );
-    let names = base
+    let kind = base.segment()?;
+    let names = kind
         .preprocessing
         .window_features
         .as_ref()
         .map(|f| f.names.clone())
         .context("the model has no rhythm features (`preprocessing.window_features`) to stack")?;
     ensure!(
-        base.training.get("stack").is_none(),
+        base.training.stack.is_none(),
         "{} {} is already stacked",
         base.name,
         base.version
     );
     ensure!(opts.weight.is_finite(), "the weight must be finite");
-    let file = format!("{}.onnx", opts.name);
-    let base_path = opts.out.join(&opts.name);
-    let onnx_path = opts.out.join(&file);
+    let onnx_path = opts.out.join(format!("{}.onnx", opts.name));
     ensure!(
         !same_file(&onnx_path, &opts.model),
         "the output would overwrite the network it stacks ({}); give another --name or --out",
         opts.model.display()
     );
-    let fraction = base.abnormal_fraction();
-    let load = |records: &[String]| load_windows(&opts.db, records, &base.preprocessing, fraction);
+    let fraction = kind.label_rule.abnormal_fraction;
+    let load = |records: &[String]| load_windows(&opts.db, records, &kind.preprocessing, fraction);
     let split = &base.split;
     eprintln!(
         "loading the network's {} training, {} validation and {} test records",
@@ -344,42 +137,12 @@ pub fn run(opts: &StackOptions) -> Result<PathBuf> {
     );
     let train = load(&split.train_records)?;
     let lr = Logistic::fit(&train.features, names.len(), &train.labels, opts.c)?;
-    println!(
-        "logistic regression on {} training windows ({} Abnormal), C = {}, {} Newton steps",
-        train.len(),
-        train.labels.iter().filter(|&&l| l == ABNORMAL).count(),
-        lr.c,
-        lr.iterations
-    );
-    println!(
-        "{:<20} {:>10} {:>10} {:>12}",
-        "feature", "mean", "sd", "coefficient"
-    );
-    for (k, name) in names.iter().enumerate() {
-        println!(
-            "{name:<20} {:>10.4} {:>10.4} {:>12.4}",
-            lr.mean[k], lr.scale[k], lr.coef[k]
-        );
-    }
-    println!("{:<20} {:>34.4}", "intercept", lr.intercept);
-    let (raw, bias) = lr.raw();
-    let weights: Vec<f32> = raw.iter().map(|v| (opts.weight * v) as f32).collect();
-    let note = format!(
-        "; stacked: Abnormal logit + {} x a logistic regression on its {} rhythm features (ecg-train stack)",
-        opts.weight,
-        names.len()
-    );
-    let stacked = add_feature_logit(
-        &bytes,
-        ABNORMAL as usize,
-        &weights,
-        (opts.weight * bias) as f32,
-        &note,
-    )?;
+    print_fit(&lr, &train, &names);
+    let stacked = stacked_graph(&bytes, &lr, opts.weight, names.len())?;
     let runtime = Runtime::get()?;
     let mut net = runtime.session(&bytes, 2, Provider::Cpu)?;
     let mut both = runtime.session(&stacked, 2, Provider::Cpu)?;
-    let threshold = base.decision.threshold;
+    let threshold = kind.decision.threshold;
     let mut run_set = |set: &WindowSet| -> Result<Measured> {
         let a = logits_onnx(&mut net, set, 64)?;
         let b = logits_onnx(&mut both, set, 64)?;
@@ -402,6 +165,82 @@ pub fn run(opts: &StackOptions) -> Result<PathBuf> {
                 .table(&format!("{title}: stacked (w = {})", opts.weight))
         );
     }
+    let checked = Checked {
+        lr,
+        names,
+        train,
+        sets: [(val, val_m), (test, test_m)],
+        max_abs_diff,
+    };
+    let card = stacked_card(opts, &base, &stacked, checked)?;
+    write(opts, &onnx_path, &stacked, card)
+}
+
+/// The fitted regression, its held-out measurements and the sets they came from.
+struct Checked {
+    lr: Logistic,
+    names: Vec<String>,
+    train: WindowSet,
+    /// Validation and test.
+    sets: [(WindowSet, Measured); 2],
+    max_abs_diff: f64,
+}
+
+/// Prints the regression's coefficients.
+fn print_fit(lr: &Logistic, train: &WindowSet, names: &[String]) {
+    println!(
+        "logistic regression on {} training windows ({} Abnormal), C = {}, {} Newton steps",
+        train.len(),
+        train.labels.iter().filter(|&&l| l == ABNORMAL).count(),
+        lr.c,
+        lr.iterations
+    );
+    println!(
+        "{:<20} {:>10} {:>10} {:>12}",
+        "feature", "mean", "sd", "coefficient"
+    );
+    for (k, name) in names.iter().enumerate() {
+        println!(
+            "{name:<20} {:>10.4} {:>10.4} {:>12.4}",
+            lr.mean[k], lr.scale[k], lr.coef[k]
+        );
+    }
+    println!("{:<20} {:>34.4}", "intercept", lr.intercept);
+}
+
+/// The network's graph with `weight` x the regression added to its Abnormal logit.
+fn stacked_graph(bytes: &[u8], lr: &Logistic, weight: f64, width: usize) -> Result<Vec<u8>> {
+    let (raw, bias) = lr.raw();
+    let weights: Vec<f32> = raw.iter().map(|v| (weight * v) as f32).collect();
+    let note = format!(
+        "; stacked: Abnormal logit + {weight} x a logistic regression on its {width} rhythm features (ecg-train stack)"
+    );
+    add_feature_logit(
+        bytes,
+        ABNORMAL as usize,
+        &weights,
+        (weight * bias) as f32,
+        &note,
+    )
+}
+
+/// The stacked model's card: the network's, with the stack recorded in
+/// `training.stack`, the held-out figures of both, and the new file's digest.
+fn stacked_card(
+    opts: &StackOptions,
+    base: &ModelCard,
+    stacked: &[u8],
+    checked: Checked,
+) -> Result<ModelCard> {
+    let Checked {
+        lr,
+        names,
+        train,
+        sets: [(val, val_m), (test, test_m)],
+        max_abs_diff,
+    } = checked;
+    let kind = base.segment()?;
+    let split = &base.split;
     let stack = json!({
         "score": "logit(P_net(Abnormal)) + weight * z, z = intercept + coef . (features - mean) / scale",
         "weight": opts.weight,
@@ -416,17 +255,13 @@ pub fn run(opts: &StackOptions) -> Result<PathBuf> {
         "fitted_on": {"records": split.train_records, "windows": train.summary()},
         "base": {"name": base.name, "version": base.version, "sha256": base.sha256},
     });
-    let mut training = base.training.clone();
-    if let Some(t) = training.as_object_mut() {
-        t.insert("stack".into(), stack);
-    }
     let mut metrics = base.metrics.clone();
     if let Some(m) = metrics.as_object_mut() {
         m.insert("test".into(), serde_json::to_value(&test_m.stacked)?);
         m.insert("validation".into(), serde_json::to_value(&val_m.stacked)?);
         m.insert(
             "test_per_record".into(),
-            per_record(&test, &test_m.stacked_probs, threshold),
+            per_record(&test, &test_m.stacked_probs, kind.decision.threshold),
         );
         m.insert(
             "network_alone".into(),
@@ -447,27 +282,40 @@ pub fn run(opts: &StackOptions) -> Result<PathBuf> {
     let mut card = base.clone();
     card.name = opts.name.clone();
     card.version = opts.version.clone();
-    card.file = file.clone();
-    card.sha256 = sha256_hex(&stacked);
-    card.training = training;
-    card.metrics = metrics.clone();
+    card.file = format!("{}.onnx", opts.name);
+    card.sha256 = sha256_hex(stacked);
+    card.training.stack = Some(stack);
+    card.metrics = metrics;
     card.created_by = format!("ecg-train {} stack", env!("CARGO_PKG_VERSION"));
-    card.decision.chosen_by = format!(
-        "{}, kept from {} {} and applied to the stacked logits",
-        base.decision.chosen_by, base.name, base.version
-    );
+    if let ModelKind::Segment(s) = &mut card.kind {
+        s.decision.chosen_by = format!(
+            "{}, kept from {} {} and applied to the stacked logits",
+            kind.decision.chosen_by, base.name, base.version
+        );
+    }
     if let Some(logits) = card.outputs.iter_mut().find(|o| o.name == "logits") {
         logits.description = format!(
             "class logits; softmax gives probabilities in `labels` order. The Abnormal logit is the network's plus {} x a logistic regression on `features` (training.stack)",
             opts.weight
         );
     }
+    Ok(card)
+}
+
+/// Writes the stacked `.onnx`, its report and its card; returns the card's path.
+fn write(
+    opts: &StackOptions,
+    onnx_path: &Path,
+    stacked: &[u8],
+    card: ModelCard,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
-    std::fs::write(&onnx_path, &stacked)?;
+    std::fs::write(onnx_path, stacked)?;
+    let base_path = opts.out.join(&opts.name);
     std::fs::write(
         base_path.with_extension("report.json"),
-        serde_json::to_string_pretty(&metrics)?,
+        serde_json::to_string_pretty(&card.metrics)?,
     )?;
     let new_card = base_path.with_extension("json");
     card.write(&new_card)?;
@@ -479,56 +327,5 @@ fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cholesky_solves_a_small_system() {
-        let a = vec![4.0, 2.0, 0.6, 2.0, 5.0, 1.0, 0.6, 1.0, 3.0];
-        let x = [1.0, -2.0, 0.5];
-        let b: Vec<f64> = (0..3)
-            .map(|i| (0..3).map(|j| a[i * 3 + j] * x[j]).sum())
-            .collect();
-        let got = solve_spd(a, b).unwrap();
-        for (g, w) in got.iter().zip(x) {
-            assert!((g - w).abs() < 1e-12, "{got:?}");
-        }
-        assert!(solve_spd(vec![1.0, 2.0, 2.0, 1.0], vec![1.0, 1.0]).is_none());
-    }
-
-    #[test]
-    fn one_class_or_bad_values_are_errors_not_fits() {
-        assert!(Logistic::fit(&[0.1, 0.2, 0.3], 1, &[0, 0, 0], 1.0).is_err());
-        assert!(Logistic::fit(&[0.1, f32::NAN], 1, &[0, 1], 1.0).is_err());
-        assert!(Logistic::fit(&[0.1, 0.2], 1, &[0, 1], 0.0).is_err());
-        assert!(Logistic::fit(&[0.1, 0.2, 0.3], 2, &[0, 1], 1.0).is_err());
-    }
-
-    #[test]
-    fn a_stronger_penalty_shrinks_the_coefficients() {
-        // One informative feature (label follows its sign, with overlap) and a constant one.
-        let rows: Vec<f32> = (0..200)
-            .flat_map(|i| [((i % 20) as f32 - 9.5) / 3.0, 1.0])
-            .collect();
-        let labels: Vec<u8> = (0..200)
-            .map(|i| u8::from((i % 20) >= 9 + (i % 3)))
-            .collect();
-        let loose = Logistic::fit(&rows, 2, &labels, 100.0).unwrap();
-        let tight = Logistic::fit(&rows, 2, &labels, 0.01).unwrap();
-        assert!(
-            loose.coef[0] > tight.coef[0] && tight.coef[0] > 0.0,
-            "{loose:?} {tight:?}"
-        );
-        // A constant feature is not scaled (sd 1) and gets no weight.
-        assert_eq!(loose.scale[1], 1.0);
-        assert!(loose.coef[1].abs() < 1e-9);
-        // decision() is the standardised model on raw rows.
-        let row = [0.7f32, 1.0];
-        let z = loose.intercept + loose.coef[0] * (0.7f32 as f64 - loose.mean[0]) / loose.scale[0];
-        assert!((loose.decision(&row) - z).abs() < 1e-9);
     }
 }

@@ -24,9 +24,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::data::{SplitMix, WindowSet, ABNORMAL};
+use super::inference::{column, predict_onnx};
 use super::metrics::{BinaryReport, MultiReport};
 use super::model::{AttentionNet, AttentionNetConfig};
-use crate::engine::{softmax, OrtModel, Provider, Runtime};
+use crate::engine::{Provider, Runtime};
 
 /// Fewest validation examples of a class for it to count in [`Selection::MacroF1`].
 pub const MIN_SELECTION_SUPPORT: usize = 20;
@@ -236,17 +237,6 @@ fn batch_tensor(
         Tensor::from_data(TensorData::new(rows, [idx.len(), set.n_features]), device)
     });
     (signal, features)
-}
-
-/// The flattened windows and features at `idx`, for ONNX Runtime.
-fn batch_arrays(set: &WindowSet, idx: &[usize]) -> (Vec<f32>, Vec<f32>) {
-    let mut input = Vec::with_capacity(idx.len() * set.window_len);
-    let mut features = Vec::with_capacity(idx.len() * set.n_features);
-    for &i in idx {
-        input.extend_from_slice(set.window(i));
-        features.extend_from_slice(set.feature_row(i));
-    }
-    (input, features)
 }
 
 /// Weighted targets `[batch, classes]`: for a binary model `w [1 - f, f]` with
@@ -468,7 +458,7 @@ pub fn check_parity(net: &AttentionNet, onnx: &[u8], set: &WindowSet, n: usize) 
     let logits = to_f32(out.logits)?;
     let attention = to_f32(out.attention)?;
     let mut ort = Runtime::get()?.session(onnx, 2, Provider::Cpu)?;
-    let (input, features) = batch_arrays(set, &idx);
+    let (input, features) = set.arrays(&idx);
     let got = ort.run(&input, idx.len(), &set.example_shape(), &features)?;
     let diff = |a: &[f32], b: &[f32]| -> f64 {
         if a.len() != b.len() {
@@ -484,31 +474,6 @@ pub fn check_parity(net: &AttentionNet, onnx: &[u8], set: &WindowSet, n: usize) 
         max_abs_diff_logits: diff(&logits, &got.logits),
         max_abs_diff_attention: diff(&attention, &got.attention),
     })
-}
-
-/// Class probabilities `[len * classes]` of every example of `set` through an
-/// ONNX Runtime session.
-pub fn predict_onnx(model: &mut OrtModel, set: &WindowSet, batch: usize) -> Result<Vec<f32>> {
-    let logits = logits_onnx(model, set, batch)?;
-    let classes = logits.len() / set.len().max(1);
-    Ok(logits.chunks(classes.max(1)).flat_map(softmax).collect())
-}
-
-/// Logits `[len * classes]` of every example of `set` through ONNX Runtime.
-pub fn logits_onnx(model: &mut OrtModel, set: &WindowSet, batch: usize) -> Result<Vec<f32>> {
-    let mut logits = Vec::new();
-    let all: Vec<usize> = (0..set.len()).collect();
-    for idx in all.chunks(batch.max(1)) {
-        let (input, features) = batch_arrays(set, idx);
-        let out = model.run(&input, idx.len(), &set.example_shape(), &features)?;
-        logits.extend(out.logits);
-    }
-    Ok(logits)
-}
-
-/// Column `c` of `[n * classes]` probabilities, as f64 scores.
-pub fn column(probs: &[f32], classes: usize, c: usize) -> Vec<f64> {
-    probs.chunks(classes).map(|r| r[c] as f64).collect()
 }
 
 /// Largest ONNX-vs-burn difference accepted after export.

@@ -320,13 +320,12 @@ impl EnginePool {
 
 /// `[channels, samples]` of one input window of the card's model.
 fn input_shape(card: &ModelCard) -> [usize; 2] {
-    let p = &card.preprocessing;
-    [p.input_channels(), p.window_samples]
+    card.kind.input_shape()
 }
 
 /// Width of the card's `features` input (0 for a model without one).
 fn feature_width(card: &ModelCard) -> usize {
-    card.preprocessing.feature_width()
+    card.kind.feature_width()
 }
 
 /// Runs `batch` windows (and their features) in chunks of at most `max_batch`

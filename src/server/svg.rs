@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use super::analysis::{PredictResponse, Segment};
+use crate::service::answer::{PredictResponse, Segment};
 
 /// Colour of each beat class (N grey, S blue, V red, F orange, Q purple).
 pub fn class_colour(label: &str) -> &'static str {

@@ -1,8 +1,10 @@
-//! From a decoded recording to the `/predict` answer.
+//! The answer to an analysis, and how model outputs become it.
 //!
-//! [`prepare`] (CPU work, run off the async threads) picks the lead, detects the
-//! beats at the upload's own rate and prepares model windows with the card's
-//! preprocessing. [`assemble`] turns model outputs into the documented response.
+//! The types are the service's output contract: they serialise to the JSON of
+//! `/predict` and carry their schemas (utoipa) for the API document, but know
+//! nothing of HTTP. [`assemble`] turns the prepared record and the models'
+//! outputs into a [`PredictResponse`]; [`reference`] scores our beats against
+//! an upload's annotations.
 
 use std::collections::BTreeMap;
 
@@ -12,20 +14,10 @@ use utoipa::ToSchema;
 use crate::engine::ModelOutputs;
 use crate::eval::bxb::label_detections;
 use crate::eval::classes::MultiReport;
-use crate::model::ModelCard;
+use crate::model::card::CardError;
+use crate::model::{BeatModel, ModelCard, ModelInputs};
 use crate::signal::wfdb::Annotation;
-use crate::signal::{AamiClass, Recording, SignalError};
-
-/// Why a recording cannot be analysed.
-#[derive(Debug, thiserror::Error)]
-pub enum AnalysisError {
-    #[error(transparent)]
-    Signal(#[from] SignalError),
-    #[error("the recording lasts {duration_s:.2} s; at least {needed_s:.1} s (one model window) is needed")]
-    TooShort { duration_s: f64, needed_s: f64 },
-    #[error("the recording lasts {duration_s:.0} s; the limit is {limit_s:.0} s")]
-    TooLong { duration_s: f64, limit_s: f64 },
-}
+use crate::signal::AamiClass;
 
 /// The record as received.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -172,14 +164,21 @@ pub struct Reference {
 /// Time spent in each stage, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct Timing {
+    /// Reading the uploaded files.
     pub decode: f64,
+    /// Filtering, windows and features of both models (R peaks not included).
     pub preprocess: f64,
-    /// R-peak detection; it runs while the model runs, so it adds little to `total`.
+    /// R-peak detection (before inference: the segment model's rhythm features
+    /// and the beat model's windows need the beats).
     pub beats: f64,
+    /// The segment model's wait for an engine.
     pub queue: f64,
+    /// The segment model's inference (ONNX Runtime, all windows).
     pub inference: f64,
-    /// The beat model's queue wait and inference (0 without a beat model).
+    /// The beat model's queue wait and inference (0 without a beat model); it
+    /// runs at the same time as the segment model.
     pub beat_inference: f64,
+    /// From the request's arrival to its answer (the upload's reading included).
     pub total: f64,
 }
 
@@ -211,86 +210,28 @@ pub struct PredictResponse {
     pub beat_model: Option<ModelInfo>,
 }
 
-/// A recording made ready for the model.
+/// What the answer is built from: the record, the models' inputs (peaks,
+/// window starts, the filtered lead; the tensors themselves have gone to the
+/// engines), the upload's annotations and the warnings so far.
 #[derive(Debug)]
-pub struct PreparedRequest {
+pub struct Prepared {
     pub record: RecordInfo,
-    /// The chosen lead at its own rate, for [`detect_r_peaks`](crate::signal::qrs::detect_r_peaks) (taken by it).
-    pub lead: Vec<f64>,
-    /// R peaks at the record's own rate; empty until [`detect_r_peaks`](crate::signal::qrs::detect_r_peaks) fills it.
-    pub beats: Vec<usize>,
-    pub windows: Vec<f32>,
-    pub starts: Vec<usize>,
-    pub filtered: Vec<f64>,
-    pub warnings: Vec<String>,
+    pub inputs: ModelInputs,
     /// The upload's reference annotations (part `atr`), at the record's own rate.
     pub annotations: Option<Vec<Annotation>>,
+    pub warnings: Vec<String>,
+    /// Time spent decoding the upload.
+    pub decode: std::time::Duration,
 }
 
 /// Largest plotting rate for `include=signal`.
 pub const PLOT_RATE_HZ: f64 = 180.0;
 
-/// Picks the lead and prepares the card's windows; beats come separately from
-/// [`detect_r_peaks`](crate::signal::qrs::detect_r_peaks), so that they can be found while the model runs.
-pub fn prepare(
-    mut rec: Recording,
-    source: &str,
-    lead: &str,
-    card: &ModelCard,
-    max_duration_s: f64,
-    mut warnings: Vec<String>,
-) -> Result<PreparedRequest, AnalysisError> {
-    let pre = &card.preprocessing;
-    let duration_s = rec.duration_s();
-    if duration_s > max_duration_s {
-        return Err(AnalysisError::TooLong {
-            duration_s,
-            limit_s: max_duration_s,
-        });
-    }
-    let needed_s = pre.window_samples as f64 / pre.sample_rate_hz;
-    if duration_s < needed_s {
-        return Err(AnalysisError::TooShort {
-            duration_s,
-            needed_s,
-        });
-    }
-    let choice = rec.select_lead(lead, true)?;
-    warnings.extend(choice.fallback_warning);
-    let x = &rec.leads[choice.index].samples;
-    if rec.sampling_rate != pre.sample_rate_hz {
-        warnings.push(format!(
-            "resampled from {} Hz to the model's {} Hz",
-            rec.sampling_rate, pre.sample_rate_hz
-        ));
-    }
-    let prepared = pre.prepare(x, rec.sampling_rate)?;
-    let record = RecordInfo {
-        name: rec.name.clone(),
-        lead: rec.leads[choice.index].name.clone(),
-        source: source.to_string(),
-        sampling_rate_hz: rec.sampling_rate,
-        model_rate_hz: pre.sample_rate_hz,
-        n_samples: rec.n_samples(),
-        duration_s,
-        leads: rec.leads.iter().map(|l| l.name.clone()).collect(),
-    };
-    Ok(PreparedRequest {
-        record,
-        lead: std::mem::take(&mut rec.leads[choice.index].samples),
-        beats: Vec::new(),
-        windows: prepared.windows,
-        starts: prepared.starts,
-        filtered: prepared.filtered,
-        warnings,
-        annotations: None,
-    })
-}
-
-/// The beat model's answer for every detected beat.
-pub struct BeatOutputs<'a> {
-    pub outputs: &'a ModelOutputs,
+/// A model's card and its outputs (for every window, or every beat).
+#[derive(Clone, Copy)]
+pub struct ModelAnswer<'a> {
     pub card: &'a ModelCard,
+    pub outputs: &'a ModelOutputs,
 }
 
 /// Optional parts of the answer.
@@ -309,32 +250,39 @@ fn model_info(card: &ModelCard) -> ModelInfo {
 }
 
 /// The beats at `peaks` (record rate `fs`), labelled by `beat` when it ran.
-fn beats(peaks: &[usize], fs: f64, beat: Option<&BeatOutputs>, include: Include) -> Vec<Beat> {
+fn beats(
+    peaks: &[usize],
+    fs: f64,
+    beat: Option<(ModelAnswer, &BeatModel)>,
+    include: Include,
+) -> Vec<Beat> {
     peaks
         .iter()
         .enumerate()
         .map(|(i, &s)| {
-            let labelled = beat.filter(|b| i * b.outputs.classes < b.outputs.logits.len());
-            let probs = labelled.map(|b| b.outputs.probabilities(i));
-            let label = labelled.zip(probs.as_ref()).and_then(|(b, p)| {
+            let labelled = beat.filter(|(b, _)| i * b.outputs.classes < b.outputs.logits.len());
+            let probs = labelled.map(|(b, _)| b.outputs.probabilities(i));
+            let label = labelled.zip(probs.as_ref()).and_then(|((b, _), p)| {
                 let k = (0..p.len()).max_by(|&x, &y| p[x].total_cmp(&p[y]))?;
                 b.card.labels.get(k).cloned()
             });
-            let attention = labelled.filter(|_| include.beat_attention).map(|b| {
-                let pre = &b.card.preprocessing;
-                let before = pre.beat.as_ref().map_or(0, |w| w.before_samples);
-                BeatAttention {
-                    start_s: s as f64 / fs - before as f64 / pre.sample_rate_hz,
-                    token_s: b.card.attention.token_s,
-                    weights: b.outputs.attention_row(i).to_vec(),
-                }
-            });
+            let attention = labelled
+                .filter(|_| include.beat_attention)
+                .map(|(b, kind)| {
+                    let pre = &kind.preprocessing;
+                    BeatAttention {
+                        start_s: s as f64 / fs
+                            - pre.beat.before_samples as f64 / pre.sample_rate_hz,
+                        token_s: b.card.attention.token_s,
+                        weights: b.outputs.attention_row(i).to_vec(),
+                    }
+                });
             Beat {
                 sample: s,
                 time_s: s as f64 / fs,
                 probabilities: labelled
                     .zip(probs)
-                    .map(|(b, p)| b.card.labels.iter().cloned().zip(p).collect()),
+                    .map(|((b, _), p)| b.card.labels.iter().cloned().zip(p).collect()),
                 label,
                 attention,
             }
@@ -391,23 +339,29 @@ pub fn reference(annotations: &[Annotation], beats: &[Beat], fs: f64) -> Referen
     }
 }
 
-/// The response for `prep` given the segment model's `outputs` and, when a
-/// beat model ran, its outputs for `prep.beats`.
+/// The answer for `prep` given the segment model's outputs and, when a beat
+/// model ran, its outputs for `prep.inputs.peaks`. Fails only when a card is
+/// not of the kind its place needs.
 pub fn assemble(
-    prep: PreparedRequest,
-    outputs: &ModelOutputs,
-    beat: Option<BeatOutputs>,
-    card: &ModelCard,
+    prep: Prepared,
+    segment: ModelAnswer,
+    beat: Option<ModelAnswer>,
     include: Include,
     timing: Timing,
-) -> PredictResponse {
-    let rate = card.preprocessing.sample_rate_hz;
-    let len = card.preprocessing.window_samples as f64;
+) -> Result<PredictResponse, CardError> {
+    let card = segment.card;
+    let kind = card.segment()?;
+    let beat = beat.map(|b| b.card.beat().map(|k| (b, k))).transpose()?;
+    let rate = kind.preprocessing.sample_rate_hz;
+    let len = kind.preprocessing.window_samples as f64;
+    let decision = &kind.decision;
     let positive = card
         .labels
         .iter()
-        .position(|l| *l == card.decision.positive_label);
-    let segments: Vec<Segment> = prep
+        .position(|l| *l == decision.positive_label);
+    let inputs = prep.inputs.segment.unwrap_or_default();
+    let outputs = segment.outputs;
+    let segments: Vec<Segment> = inputs
         .starts
         .iter()
         .enumerate()
@@ -415,7 +369,7 @@ pub fn assemble(
             let p = outputs.probabilities(i);
             // The positive label at or above its threshold, else the likeliest other label.
             let chosen = match positive {
-                Some(k) if p[k] as f64 >= card.decision.threshold => k,
+                Some(k) if p[k] as f64 >= decision.threshold => k,
                 _ => (0..p.len())
                     .filter(|&j| Some(j) != positive)
                     .max_by(|&a, &b| p[a].total_cmp(&p[b]))
@@ -440,19 +394,20 @@ pub fn assemble(
         .filter(|s| Some(&s.label) == positive.map(|k| &card.labels[k]))
         .count();
     let fs = prep.record.sampling_rate_hz;
-    let heart_rate_bpm = match (prep.beats.first(), prep.beats.last()) {
-        (Some(&a), Some(&b)) if prep.beats.len() > 1 && b > a => {
-            Some(60.0 * (prep.beats.len() - 1) as f64 / ((b - a) as f64 / fs))
+    let peaks = &prep.inputs.peaks;
+    let heart_rate_bpm = match (peaks.first(), peaks.last()) {
+        (Some(&a), Some(&b)) if peaks.len() > 1 && b > a => {
+            Some(60.0 * (peaks.len() - 1) as f64 / ((b - a) as f64 / fs))
         }
         _ => None,
     };
-    let beats = beats(&prep.beats, fs, beat.as_ref(), include);
-    let counted = beat.as_ref().map(|_| beat_counts(&beats));
+    let beats = beats(peaks, fs, beat, include);
+    let counted = beat.map(|_| beat_counts(&beats));
     let summary = Summary {
         beat_counts: counted.as_ref().map(|c| c.0.clone()),
         ectopic_burden: counted.map(|c| c.1),
         label: if abnormal > 0 {
-            card.decision.positive_label.clone()
+            decision.positive_label.clone()
         } else {
             card.labels.first().cloned().unwrap_or_default()
         },
@@ -460,13 +415,13 @@ pub fn assemble(
         abnormal_segments: abnormal,
         abnormal_fraction: abnormal as f64 / segments.len().max(1) as f64,
         heart_rate_bpm,
-        beats: prep.beats.len(),
+        beats: peaks.len(),
     };
     let signal = include.signal.then(|| {
         let step = (rate / PLOT_RATE_HZ).ceil().max(1.0) as usize;
         SignalPlot {
             sampling_rate_hz: rate / step as f64,
-            values: prep
+            values: inputs
                 .filtered
                 .iter()
                 .step_by(step)
@@ -474,59 +429,16 @@ pub fn assemble(
                 .collect(),
         }
     });
-    PredictResponse {
+    Ok(PredictResponse {
         model: model_info(card),
         summary,
         segments,
         reference: prep.annotations.as_ref().map(|a| reference(a, &beats, fs)),
-        beat_model: beat.as_ref().map(|b| model_info(b.card)),
+        beat_model: beat.map(|(b, _)| model_info(b.card)),
         beats,
         record: prep.record,
         timing_ms: timing,
         warnings: prep.warnings,
         signal,
-    }
-}
-
-/// The beat table of `response` as CSV: `sample,time_s` and, when the beat
-/// model ran, `label` and one `p_<class>` column per class.
-pub fn beats_csv(response: &PredictResponse) -> Result<String, csv::Error> {
-    let classes: Vec<String> = response
-        .beats
-        .iter()
-        .find_map(|b| b.probabilities.as_ref())
-        .map(|p| {
-            // AAMI order (N, S, V, F, Q) first, any other label after.
-            let mut keys: Vec<String> = p.keys().cloned().collect();
-            keys.sort_by_key(|k| {
-                AamiClass::ALL
-                    .iter()
-                    .position(|c| c.as_str() == k)
-                    .unwrap_or(usize::MAX)
-            });
-            keys
-        })
-        .unwrap_or_default();
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let mut header = vec!["sample".to_string(), "time_s".to_string()];
-    if !classes.is_empty() {
-        header.push("label".into());
-        header.extend(classes.iter().map(|c| format!("p_{c}")));
-    }
-    out.write_record(&header)?;
-    for b in &response.beats {
-        let mut row = vec![b.sample.to_string(), format!("{:.4}", b.time_s)];
-        if !classes.is_empty() {
-            row.push(b.label.clone().unwrap_or_default());
-            row.extend(classes.iter().map(|c| {
-                b.probabilities
-                    .as_ref()
-                    .and_then(|p| p.get(c))
-                    .map_or(String::new(), |v| format!("{v:.4}"))
-            }));
-        }
-        out.write_record(&row)?;
-    }
-    let bytes = out.into_inner().map_err(|e| e.into_error())?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    })
 }

@@ -1,9 +1,7 @@
 //! Uploaded files to a [`Recording`]: which part is which (by field name, file
 //! extension or content type), then the matching reader: a WFDB pair, a `.dat`
-//! alone with a stated layout, or a CSV.
-
-use serde::Deserialize;
-use utoipa::IntoParams;
+//! alone with a stated layout, or a CSV. Files arrive as names and bytes; how
+//! they travelled (HTTP multipart, a folder) is not this module's business.
 
 use crate::signal::csv::{read_csv, CsvOptions};
 use crate::signal::wfdb::{
@@ -87,118 +85,25 @@ impl UploadPart {
     }
 }
 
-/// Query parameters of `/predict`.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PredictParams {
-    /// Sampling rate in Hz: required for a CSV without a time column and for a `.dat`
-    /// alone (default 360 there); ignored for a WFDB pair (the header says).
+/// How to read an upload: what the files themselves do not say.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ReadRequest {
+    /// Sampling rate in Hz: for a CSV without a time column, and a `.dat` alone.
     pub fs: Option<f64>,
-    /// Lead to analyse, by name (`MLII`, default) or index; falls back to the first lead with a warning.
-    pub lead: Option<String>,
-    /// Either the answer's format, `json` (default), `csv` (the beat table; also
-    /// `Accept: text/csv`) or `svg` (a picture of `start_s`..`end_s`), or, for a `.dat` alone, its WFDB format code (212, 16,
-    /// 80, 61, 24, 310, 311; default 212). Codes are numbers, answer formats words.
-    pub format: Option<String>,
-    /// `.dat` alone: interleaved channels (default 2).
+    /// The layout of a `.dat` alone; MIT-BIH defaults (with a warning) where unset.
+    pub dat: DatRequest,
+    /// Verify WFDB checksums.
+    pub verify_checksums: bool,
+}
+
+/// The stated layout of a `.dat` alone (each unset field takes the MIT-BIH
+/// default of [`DatLayout::default`], and the answer's warnings say so).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DatRequest {
+    pub format: Option<Format>,
     pub channels: Option<usize>,
-    /// `.dat` alone: ADC units per mV (default 200).
     pub gain: Option<f64>,
-    /// `.dat` alone: ADC value of 0 mV (default 1024).
     pub baseline: Option<i64>,
-    /// Extra response parts, comma-separated: `signal` (filtered signal for
-    /// plotting), `beat_attention` (each beat's attention weights).
-    pub include: Option<String>,
-    /// Verify WFDB checksums (default true).
-    pub verify_checksums: Option<bool>,
-    /// `format=svg`: first second shown (default: the most abnormal segment's start).
-    pub start_s: Option<f64>,
-    /// `format=svg`: last second shown (default: `start_s` + 10 s, at most 120 s after it).
-    pub end_s: Option<f64>,
-}
-
-/// What `/predict` answers with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputFormat {
-    Json,
-    /// The beat table.
-    Csv,
-    /// A picture of a time range.
-    Svg,
-}
-
-/// Accepted values of `include`.
-pub const INCLUDES: [&str; 2] = ["signal", "beat_attention"];
-/// Accepted answer formats of `format`.
-pub const OUTPUT_FORMATS: [&str; 3] = ["json", "csv", "svg"];
-
-impl PredictParams {
-    /// The `.dat` format code in `format`, if it holds a number.
-    pub fn dat_format(&self) -> Option<&str> {
-        self.format
-            .as_deref()
-            .filter(|f| f.trim().starts_with(|c: char| c.is_ascii_digit()))
-    }
-
-    /// The answer format: `format` when it names one, else from `accept`.
-    pub fn output(&self, accept: Option<&str>) -> Result<OutputFormat, SignalError> {
-        if let (Some(f), None) = (self.format.as_deref().map(str::trim), self.dat_format()) {
-            return if f.eq_ignore_ascii_case("json") {
-                Ok(OutputFormat::Json)
-            } else if f.eq_ignore_ascii_case("csv") {
-                Ok(OutputFormat::Csv)
-            } else if f.eq_ignore_ascii_case("svg") {
-                Ok(OutputFormat::Svg)
-            } else {
-                Err(SignalError::parameter(
-                    "format",
-                    format!(
-                        "format `{f}` is neither an answer format ({}) nor a WFDB format code ({})",
-                        OUTPUT_FORMATS.join(", "),
-                        Format::ACCEPTED
-                    ),
-                ))
-            };
-        }
-        let wants = |media: &str| {
-            accept.is_some_and(|a| {
-                a.split(',')
-                    .any(|m| m.split(';').next().is_some_and(|t| t.trim() == media))
-            })
-        };
-        Ok(if wants("text/csv") {
-            OutputFormat::Csv
-        } else if wants("image/svg+xml") {
-            OutputFormat::Svg
-        } else {
-            OutputFormat::Json
-        })
-    }
-
-    /// Checks `include` against [`INCLUDES`].
-    pub fn check_include(&self) -> Result<(), SignalError> {
-        let Some(include) = &self.include else {
-            return Ok(());
-        };
-        match include
-            .split(',')
-            .map(str::trim)
-            .find(|p| !p.is_empty() && !INCLUDES.contains(p))
-        {
-            Some(bad) => Err(SignalError::parameter(
-                "include",
-                format!("unknown part `{bad}`; accepted: {}", INCLUDES.join(", ")),
-            )),
-            None => Ok(()),
-        }
-    }
-
-    /// Whether `include` names `what`.
-    pub fn includes(&self, what: &str) -> bool {
-        self.include
-            .as_deref()
-            .is_some_and(|i| i.split(',').any(|p| p.trim() == what))
-    }
 }
 
 /// Why an upload could not be read.
@@ -265,23 +170,23 @@ fn sort_parts(parts: &[UploadPart]) -> Result<Parts<'_>, UploadError> {
     Ok(out)
 }
 
-/// Reads the recording in `parts` as `params` say.
-pub fn decode(parts: &[UploadPart], params: &PredictParams) -> Result<Decoded, UploadError> {
+/// Reads the recording in `parts` as `request` says.
+pub fn decode(parts: &[UploadPart], request: &ReadRequest) -> Result<Decoded, UploadError> {
     let p = sort_parts(parts)?;
     let mut warnings = Vec::new();
     let options = ReadOptions {
-        verify_checksums: params.verify_checksums.unwrap_or(true),
+        verify_checksums: request.verify_checksums,
     };
     let (recording, source) = match (p.header, p.data, p.csv) {
         (Some(hea), Some(dat), None) => (read_wfdb(hea, dat, options)?, "wfdb"),
-        (None, Some(dat), None) => (read_dat(dat, params, &mut warnings)?, "dat"),
+        (None, Some(dat), None) => (read_dat(dat, request, &mut warnings)?, "dat"),
         (None, None, Some(csv)) => {
             let opts = CsvOptions {
-                sampling_rate: params.fs,
+                sampling_rate: request.fs,
                 ..Default::default()
             };
             let rec = read_csv(&format!("{}.csv", csv.stem()), &csv.bytes, &opts)?;
-            if params.fs.is_none() {
+            if request.fs.is_none() {
                 warnings.push(format!(
                     "sampling rate {:.3} Hz taken from the CSV's time column",
                     rec.sampling_rate
@@ -347,50 +252,41 @@ fn read_wfdb(
 
 fn read_dat(
     dat: &UploadPart,
-    params: &PredictParams,
+    request: &ReadRequest,
     warnings: &mut Vec<String>,
 ) -> Result<Recording, UploadError> {
     let defaults = DatLayout::default();
-    let format = match params.dat_format() {
-        Some(text) => text
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .and_then(Format::from_code)
-            .ok_or_else(|| {
-                SignalError::parameter(
-                    "format",
-                    format!(
-                        "format {text} is not supported; accepted: {}",
-                        Format::ACCEPTED
-                    ),
-                )
-            })?,
-        None => defaults.format,
-    };
+    let stated = request.dat;
     let layout = DatLayout {
-        format,
-        n_signals: params.channels.unwrap_or(defaults.n_signals),
-        sampling_rate: params.fs.unwrap_or(defaults.sampling_rate),
-        gain: params.gain.unwrap_or(defaults.gain),
-        baseline: params.baseline.unwrap_or(defaults.baseline),
+        format: stated.format.unwrap_or(defaults.format),
+        n_signals: stated.channels.unwrap_or(defaults.n_signals),
+        sampling_rate: request.fs.unwrap_or(defaults.sampling_rate),
+        gain: stated.gain.unwrap_or(defaults.gain),
+        baseline: stated.baseline.unwrap_or(defaults.baseline),
     };
-    let mut assumed = Vec::new();
-    if params.dat_format().is_none() {
-        assumed.push(format!("format={}", layout.format.code()));
-    }
-    if params.channels.is_none() {
-        assumed.push(format!("channels={}", layout.n_signals));
-    }
-    if params.fs.is_none() {
-        assumed.push(format!("fs={}", layout.sampling_rate));
-    }
-    if params.gain.is_none() {
-        assumed.push(format!("gain={}", layout.gain));
-    }
-    if params.baseline.is_none() {
-        assumed.push(format!("baseline={}", layout.baseline));
-    }
+    let assumed: Vec<String> = [
+        (
+            stated.format.is_none(),
+            "dat_format",
+            layout.format.code().to_string(),
+        ),
+        (
+            stated.channels.is_none(),
+            "channels",
+            layout.n_signals.to_string(),
+        ),
+        (request.fs.is_none(), "fs", layout.sampling_rate.to_string()),
+        (stated.gain.is_none(), "gain", layout.gain.to_string()),
+        (
+            stated.baseline.is_none(),
+            "baseline",
+            layout.baseline.to_string(),
+        ),
+    ]
+    .into_iter()
+    .filter(|(unset, ..)| *unset)
+    .map(|(_, name, value)| format!("{name}={value}"))
+    .collect();
     if !assumed.is_empty() {
         warnings.push(format!(
             ".dat without a header: assumed MIT-BIH defaults {}",
@@ -439,7 +335,7 @@ mod tests {
 
     #[test]
     fn upload_errors() {
-        let p = PredictParams::default();
+        let p = ReadRequest::default();
         assert!(matches!(decode(&[], &p), Err(UploadError::NoFile)));
         assert!(matches!(
             decode(&[part("f", Some("x.pdf"), b"1")], &p),

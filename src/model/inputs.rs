@@ -1,0 +1,288 @@
+//! The one function that turns a recording into each model's input tensors.
+//!
+//! [`model_inputs`] picks the lead, finds the R peaks on it at its own rate,
+//! band-passes it at each model's rate (once when both models filter alike)
+//! and builds the segment model's windows and rhythm features and the beat
+//! model's windows and RR features, all from the cards' preprocessing. The
+//! server (`service::pipeline`), the trainer's data sets, `ecg-train evaluate`
+//! and `examples/window_scores.rs` all call it, so a model never sees tensors
+//! built differently from those it was trained on; `tests/inputs.rs` checks
+//! that the trainer's tensors for a record equal the server's bit for bit.
+
+use std::time::{Duration, Instant};
+
+use super::preprocess::{BeatPreprocessing, SegmentPreprocessing};
+use crate::signal::qrs::detect_r_peaks;
+use crate::signal::resample::map_index;
+use crate::signal::rr::{rr_features, window_rr_features};
+use crate::signal::window::{beat_windows, beat_windows_with_template, windows};
+use crate::signal::{LeadChoice, Recording, Result};
+
+/// Which models to build inputs for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Models<'a> {
+    pub segment: Option<&'a SegmentPreprocessing>,
+    pub beat: Option<&'a BeatPreprocessing>,
+}
+
+/// Which lead to read.
+#[derive(Debug, Clone, Copy)]
+pub struct LeadRequest<'a> {
+    /// By name (`MLII`) or index (`"0"`).
+    pub name: &'a str,
+    /// Use the first lead, with a warning, when `name` is absent (the server);
+    /// without it an absent lead is an error (the trainer).
+    pub fallback: bool,
+}
+
+/// The segment model's inputs.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentInputs {
+    /// The band-passed lead at the model rate.
+    pub filtered: Vec<f64>,
+    /// Start sample (model rate) of each window.
+    pub starts: Vec<usize>,
+    /// Z-scored windows, flattened `[starts.len() * window_samples]`.
+    pub windows: Vec<f32>,
+    /// Rhythm features, flattened `[starts.len() * feature_width]` (empty
+    /// without [`super::preprocess::WindowFeatures`]).
+    pub features: Vec<f32>,
+}
+
+/// The beat model's inputs, one example per R peak.
+#[derive(Debug, Clone, Default)]
+pub struct BeatInputs {
+    /// Windows, flattened `[beats * channels * (before + after)]`.
+    pub windows: Vec<f32>,
+    /// RR features, flattened `[beats * features]`.
+    pub features: Vec<f32>,
+}
+
+/// Where the time went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spent {
+    /// R-peak detection.
+    pub peaks: Duration,
+    /// Filtering, windows and features.
+    pub inputs: Duration,
+}
+
+/// Everything the models read from one recording.
+#[derive(Debug, Clone)]
+pub struct ModelInputs {
+    /// The lead read, and whether it was a fallback.
+    pub lead: LeadChoice,
+    /// R peaks at the recording's own rate.
+    pub peaks: Vec<usize>,
+    pub segment: Option<SegmentInputs>,
+    pub beat: Option<BeatInputs>,
+    pub spent: Spent,
+}
+
+/// The inputs of `models` for `rec`'s lead `lead`.
+pub fn model_inputs(rec: &Recording, lead: LeadRequest, models: Models) -> Result<ModelInputs> {
+    let choice = rec.select_lead(lead.name, lead.fallback)?;
+    let samples = &rec.leads[choice.index].samples;
+    let fs = rec.sampling_rate;
+    let started = Instant::now();
+    let segment = models
+        .segment
+        .map(|pre| -> Result<_> {
+            let spec = pre.window_spec();
+            spec.validate()?;
+            let filtered = pre.filter_spec().apply(samples, fs)?;
+            let starts = spec.starts(filtered.len());
+            let windows = windows(&filtered, spec, &starts);
+            Ok(SegmentInputs {
+                filtered,
+                starts,
+                windows,
+                features: Vec::new(),
+            })
+        })
+        .transpose()?;
+    let mut spent = Spent {
+        inputs: started.elapsed(),
+        ..Spent::default()
+    };
+    let t = Instant::now();
+    let peaks = detect_r_peaks(samples, fs);
+    spent.peaks = t.elapsed();
+    let t = Instant::now();
+    let beat = models
+        .beat
+        .map(|pre| -> Result<_> {
+            let shared = segment
+                .as_ref()
+                .zip(models.segment)
+                .filter(|(_, s)| s.filter_spec() == pre.filter_spec());
+            Ok(match shared {
+                Some((s, _)) => beat_inputs(pre, &s.filtered, &peaks, fs),
+                None => beat_inputs(pre, &pre.filter_spec().apply(samples, fs)?, &peaks, fs),
+            })
+        })
+        .transpose()?;
+    let segment = segment.zip(models.segment).map(|(mut s, pre)| {
+        s.features = segment_features(pre, &peaks, fs, &s.starts);
+        s
+    });
+    spent.inputs += t.elapsed();
+    Ok(ModelInputs {
+        lead: choice,
+        peaks,
+        segment,
+        beat,
+        spent,
+    })
+}
+
+/// The segment model's `features` for the windows at `starts` (model rate)
+/// given the R peaks `peaks` (samples at the record's rate `fs`).
+fn segment_features(
+    pre: &SegmentPreprocessing,
+    peaks: &[usize],
+    fs: f64,
+    starts: &[usize],
+) -> Vec<f32> {
+    let Some(w) = &pre.window_features else {
+        return Vec::new();
+    };
+    let rate = pre.sample_rate_hz;
+    let spans: Vec<(f64, f64)> = starts
+        .iter()
+        .map(|&s| (s as f64 / rate, (s + pre.window_samples) as f64 / rate))
+        .collect();
+    window_rr_features(peaks, fs, &spans, w.rr_local_beats)
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The beat model's inputs for R peaks `peaks` (samples at the record's own
+/// rate `fs`) given the lead `filtered` at the model rate: a window around each
+/// peak (with the record's template when [`super::preprocess::BeatWindow::template`])
+/// and its RR features.
+fn beat_inputs(pre: &BeatPreprocessing, filtered: &[f64], peaks: &[usize], fs: f64) -> BeatInputs {
+    let beat = &pre.beat;
+    let at_model_rate: Vec<usize> = peaks
+        .iter()
+        .map(|&p| map_index(p, fs, pre.sample_rate_hz))
+        .collect();
+    let (b, a) = (beat.before_samples, beat.after_samples);
+    BeatInputs {
+        windows: if beat.template {
+            beat_windows_with_template(filtered, &at_model_rate, b, a)
+        } else {
+            beat_windows(filtered, &at_model_rate, b, a)
+        },
+        features: rr_features(peaks, fs, beat.rr_local_beats)
+            .iter()
+            .flat_map(|f| f.to_array())
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::Lead;
+
+    fn recording(fs: f64, seconds: usize) -> Recording {
+        // A spike train at 75 bpm on a slow sine: beats the detector finds.
+        let n = (fs as usize) * seconds;
+        let period = (fs * 0.8) as usize;
+        let samples = (0..n)
+            .map(|i| {
+                let spike = if i % period < 3 { 1.5 } else { 0.0 };
+                spike + 0.05 * (i as f64 * 0.01).sin()
+            })
+            .collect();
+        Recording {
+            name: "t".into(),
+            sampling_rate: fs,
+            leads: vec![Lead {
+                name: "MLII".into(),
+                units: "mV".into(),
+                samples,
+            }],
+        }
+    }
+
+    const MLII: LeadRequest = LeadRequest {
+        name: "MLII",
+        fallback: false,
+    };
+
+    #[test]
+    fn windows_and_beats_at_the_model_rate() {
+        let rec = recording(250.0, 25);
+        let seg = SegmentPreprocessing::mitdb_segment();
+        let beat = BeatPreprocessing::mitdb_beat();
+        let models = Models {
+            segment: Some(&seg),
+            beat: Some(&beat),
+        };
+        let out = model_inputs(&rec, MLII, models).unwrap();
+        let s = out.segment.unwrap();
+        assert_eq!(s.filtered.len(), 9000);
+        assert_eq!(s.starts, vec![0, 1800, 3600, 5400]);
+        assert_eq!(s.windows.len(), 4 * 3600);
+        assert_eq!(s.features.len(), 4 * 6);
+        let b = out.beat.unwrap();
+        assert!(out.peaks.len() > 20, "{} peaks", out.peaks.len());
+        assert_eq!(b.windows.len(), out.peaks.len() * 2 * 252);
+        assert_eq!(b.features.len(), out.peaks.len() * 9);
+        // the second beat's previous RR, in seconds at the record's own rate
+        let rr = (out.peaks[1] - out.peaks[0]) as f32 / 250.0;
+        assert!(
+            (b.features[9] - rr).abs() < 1e-6,
+            "{} vs {rr}",
+            b.features[9]
+        );
+    }
+
+    #[test]
+    fn one_model_alone_gives_the_same_tensors() {
+        let rec = recording(360.0, 20);
+        let seg = SegmentPreprocessing::mitdb_segment();
+        let beat = BeatPreprocessing::mitdb_beat();
+        let both = model_inputs(
+            &rec,
+            MLII,
+            Models {
+                segment: Some(&seg),
+                beat: Some(&beat),
+            },
+        )
+        .unwrap();
+        let beat_only = model_inputs(
+            &rec,
+            MLII,
+            Models {
+                segment: None,
+                beat: Some(&beat),
+            },
+        )
+        .unwrap();
+        assert!(beat_only.segment.is_none());
+        let (a, b) = (both.beat.unwrap(), beat_only.beat.unwrap());
+        assert_eq!(a.windows, b.windows);
+        assert_eq!(a.features, b.features);
+    }
+
+    #[test]
+    fn an_absent_lead_is_an_error_without_fallback() {
+        let rec = recording(360.0, 20);
+        let missing = LeadRequest {
+            name: "V5",
+            fallback: false,
+        };
+        assert!(model_inputs(&rec, missing, Models::default()).is_err());
+        let fallback = LeadRequest {
+            fallback: true,
+            ..missing
+        };
+        let out = model_inputs(&rec, fallback, Models::default()).unwrap();
+        assert!(out.lead.fallback_warning.is_some());
+    }
+}

@@ -1,0 +1,19 @@
+//! The service: everything between an upload's files and its answer, with no
+//! transport in it (the HTTP layer in [`crate::server`] parses, admits, calls
+//! [`Analyser::analyse`] and formats; a batch runner could call it the same way).
+//!
+//! - [`pipeline`]: [`Analyser::analyse`], which owns the order of the work:
+//!   decode, lead, inputs ([`crate::model::model_inputs`]: filter, beats, windows,
+//!   features), both models, assembly; one hop to a blocking thread per request.
+//! - [`pool`]: the engine pools that run each model on its own OS threads behind
+//!   a bounded queue, with admission control.
+//! - [`answer`]: the answer's types (serialisable, with their schemas for the
+//!   API document) and how model outputs become them.
+
+pub mod answer;
+pub mod pipeline;
+pub mod pool;
+
+pub use answer::{Include, PredictResponse};
+pub use pipeline::{Analyser, AnalysisRequest, ServiceError};
+pub use pool::{Admission, EnginePool, PoolError, PoolOptions, Readiness};

@@ -1,0 +1,250 @@
+//! One call from an upload's files to the answer: [`Analyser::analyse`].
+//!
+//! The order of the work lives here and nowhere else:
+//! 1. on one blocking thread: decode the files, check the duration, and build
+//!    both models' inputs with [`model_inputs`] (lead, R peaks, filter,
+//!    windows, rhythm and RR features: the same function the trainer uses);
+//! 2. queue the segment windows and the beat windows on their engine pools
+//!    (they run at the same time, each on its own threads);
+//! 3. assemble the answer from both outputs ([`assemble`]).
+//!
+//! Admission (a place in the service before the upload is read) and the
+//! request timeout stay with the caller, which knows when a request arrived.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::answer::{
+    assemble, Include, ModelAnswer, PredictResponse, Prepared, RecordInfo, Timing,
+};
+use super::pool::{EnginePool, JobResult, PoolError, Readiness};
+use crate::engine::EngineError;
+use crate::model::{model_inputs, LeadRequest, ModelCard, Models};
+use crate::signal::upload::{decode, ReadRequest, UploadError, UploadPart};
+use crate::signal::SignalError;
+
+/// Why a recording could not be analysed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    #[error("the recording lasts {duration_s:.2} s; at least {needed_s:.1} s (one model window) is needed")]
+    TooShort { duration_s: f64, needed_s: f64 },
+    #[error("the recording lasts {duration_s:.0} s; the limit is {limit_s:.0} s")]
+    TooLong { duration_s: f64, limit_s: f64 },
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// One recording to analyse.
+#[derive(Debug, Clone)]
+pub struct AnalysisRequest {
+    /// The uploaded files.
+    pub parts: Vec<UploadPart>,
+    /// How to read them.
+    pub read: ReadRequest,
+    /// The lead to analyse (default: the segment model's).
+    pub lead: Option<String>,
+    pub include: Include,
+    /// Warnings from the caller (e.g. an old parameter spelling), first in the answer's.
+    pub warnings: Vec<String>,
+    /// When the request arrived (`timing_ms.total` counts from here).
+    pub received: Instant,
+}
+
+/// Runs the analysis on the models of its pools.
+pub struct Analyser {
+    /// The segment model's engines.
+    pub segment: Arc<EnginePool>,
+    /// The beat model's engines, if one is served.
+    pub beat: Option<Arc<EnginePool>>,
+    /// Longest recording accepted, in seconds.
+    pub max_duration_s: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+impl Analyser {
+    /// Ready when every model is; otherwise the first that is not, named.
+    pub fn readiness(&self) -> Readiness {
+        match (
+            self.segment.readiness(),
+            self.beat.as_ref().map(|p| p.readiness()),
+        ) {
+            (Readiness::Ready { .. }, Some(Readiness::Failed(reason))) => {
+                Readiness::Failed(format!("beat model: {reason}"))
+            }
+            (Readiness::Ready { .. }, Some(Readiness::Loading)) => Readiness::Loading,
+            (segment, _) => segment,
+        }
+    }
+
+    /// The card of the segment model (once loaded).
+    pub fn card(&self) -> Option<Arc<ModelCard>> {
+        self.segment.card()
+    }
+
+    /// Analyses one recording: decode, inputs, both models, the answer.
+    pub async fn analyse(&self, request: AnalysisRequest) -> Result<PredictResponse, ServiceError> {
+        let not_ready = || PoolError::NotReady("the model is still loading".into());
+        let card = self.segment.card().ok_or_else(not_ready)?;
+        let beat_card = match &self.beat {
+            Some(pool) => Some(pool.card().ok_or_else(not_ready)?),
+            None => None,
+        };
+        let include = request.include;
+        let received = request.received;
+        let (cards, max_duration_s) = ((Arc::clone(&card), beat_card.clone()), self.max_duration_s);
+        let mut prepared = tokio::task::spawn_blocking(move || {
+            prepare(request, &cards.0, cards.1.as_deref(), max_duration_s)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("the analysis task failed: {e}")))??;
+        // The tensors move to the engines; what the answer needs stays.
+        let inputs = &mut prepared.inputs;
+        let segment_inputs = inputs.segment.get_or_insert_with(Default::default);
+        let reply = self.segment.submit(
+            std::mem::take(&mut segment_inputs.windows),
+            std::mem::take(&mut segment_inputs.features),
+            segment_inputs.starts.len(),
+        )?;
+        let beat_reply = match (&self.beat, inputs.beat.take()) {
+            (Some(pool), Some(b)) if !inputs.peaks.is_empty() => {
+                Some(pool.submit(b.windows, b.features, inputs.peaks.len())?)
+            }
+            _ => None,
+        };
+        let result = answer(reply).await?;
+        let beat_result = match beat_reply {
+            Some(r) => Some(answer(r).await?),
+            None => None,
+        };
+        let timing = Timing {
+            decode: ms(prepared.decode),
+            preprocess: ms(inputs.spent.inputs),
+            beats: ms(inputs.spent.peaks),
+            queue: ms(result.queue_wait),
+            inference: ms(result.inference),
+            beat_inference: beat_result
+                .as_ref()
+                .map_or(0.0, |r| ms(r.queue_wait + r.inference)),
+            total: ms(received.elapsed()),
+        };
+        record_metrics(&prepared, &result, &timing);
+        let segment = ModelAnswer {
+            card: &card,
+            outputs: &result.outputs,
+        };
+        let beat = beat_result
+            .as_ref()
+            .zip(beat_card.as_deref())
+            .map(|(r, card)| ModelAnswer {
+                card,
+                outputs: &r.outputs,
+            });
+        assemble(prepared, segment, beat, include, timing)
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+}
+
+/// The blocking stage: decode, check, build both models' inputs.
+fn prepare(
+    request: AnalysisRequest,
+    card: &ModelCard,
+    beat_card: Option<&ModelCard>,
+    max_duration_s: f64,
+) -> Result<Prepared, ServiceError> {
+    let t = Instant::now();
+    let decoded = decode(&request.parts, &request.read)?;
+    let decode_time = t.elapsed();
+    let segment = card
+        .segment()
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let beat = beat_card
+        .map(|c| c.beat().map_err(|e| ServiceError::Internal(e.to_string())))
+        .transpose()?;
+    let pre = &segment.preprocessing;
+    let rec = &decoded.recording;
+    let duration_s = rec.duration_s();
+    if duration_s > max_duration_s {
+        return Err(ServiceError::TooLong {
+            duration_s,
+            limit_s: max_duration_s,
+        });
+    }
+    let needed_s = pre.window_s();
+    if duration_s < needed_s {
+        return Err(ServiceError::TooShort {
+            duration_s,
+            needed_s,
+        });
+    }
+    let lead = LeadRequest {
+        name: request.lead.as_deref().unwrap_or(&pre.lead),
+        fallback: true,
+    };
+    let models = Models {
+        segment: Some(pre),
+        beat: beat.map(|b| &b.preprocessing),
+    };
+    let inputs = model_inputs(rec, lead, models)?;
+    let mut warnings = request.warnings;
+    warnings.extend(decoded.warnings);
+    warnings.extend(inputs.lead.fallback_warning.clone());
+    if rec.sampling_rate != pre.sample_rate_hz {
+        warnings.push(format!(
+            "resampled from {} Hz to the model's {} Hz",
+            rec.sampling_rate, pre.sample_rate_hz
+        ));
+    }
+    let record = RecordInfo {
+        name: rec.name.clone(),
+        lead: rec.leads[inputs.lead.index].name.clone(),
+        source: decoded.source.to_string(),
+        sampling_rate_hz: rec.sampling_rate,
+        model_rate_hz: pre.sample_rate_hz,
+        n_samples: rec.n_samples(),
+        duration_s,
+        leads: rec.leads.iter().map(|l| l.name.clone()).collect(),
+    };
+    Ok(Prepared {
+        record,
+        inputs,
+        annotations: decoded.annotations,
+        warnings,
+        decode: decode_time,
+    })
+}
+
+/// An engine's answer, or why there is none.
+async fn answer(
+    reply: oneshot::Receiver<Result<JobResult, EngineError>>,
+) -> Result<JobResult, ServiceError> {
+    Ok(reply.await.map_err(|_| PoolError::Stopped)??)
+}
+
+fn record_metrics(prepared: &Prepared, result: &JobResult, timing: &Timing) {
+    metrics::histogram!("ecg_decode_seconds").record(timing.decode / 1e3);
+    metrics::histogram!("ecg_preprocess_seconds").record(timing.preprocess / 1e3);
+    metrics::histogram!("ecg_beats_seconds").record(timing.beats / 1e3);
+    metrics::histogram!("ecg_queue_seconds").record(result.queue_wait.as_secs_f64());
+    metrics::histogram!("ecg_inference_seconds").record(result.inference.as_secs_f64());
+    let windows = prepared
+        .inputs
+        .segment
+        .as_ref()
+        .map_or(0, |s| s.starts.len());
+    metrics::counter!("ecg_windows_total").increment(windows as u64);
+    metrics::counter!("ecg_samples_total").increment(prepared.record.n_samples as u64);
+    metrics::counter!("ecg_beats_total").increment(prepared.inputs.peaks.len() as u64);
+}
