@@ -68,6 +68,7 @@ fn format_schema() -> Object {
     let codes = Format::ALL.iter().map(|f| f.code().to_string());
     ObjectBuilder::new()
         .schema_type(Type::String)
+        .description(Some("The answer's format: `json` (default), `csv` (the beat table; also `Accept: text/csv`) or `svg` (a picture of `start_s`..`end_s`; also `Accept: image/svg+xml`). A WFDB format code here (`format=212`) is the old spelling of `dat_format`: still read, with a warning."))
         .enum_values(Some(names.chain(codes)))
         .build()
 }
@@ -76,6 +77,7 @@ fn format_schema() -> Object {
 fn dat_format_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::Integer)
+        .description(Some("`.dat` alone: its WFDB format code (default 212)."))
         .enum_values(Some(Format::ALL.iter().map(|f| f.code())))
         .build()
 }
@@ -172,12 +174,9 @@ impl PredictParams {
                         "format={c} for a .dat's layout is deprecated; send dat_format={c} (format names the answer: json, csv, svg)"
                     ));
                 }
-                (None, Ok(_)) => {
-                    return Err(ApiError::bad_request(
-                        "both format and dat_format give the .dat's WFDB format; send dat_format only",
-                        "format",
-                    ))
-                }
+                (None, Ok(c)) => warnings.push(format!(
+                    "format={c} ignored: dat_format gives the .dat's WFDB format (format names the answer: json, csv, svg)"
+                )),
                 (None, Err(_)) => {
                     return Err(ApiError::bad_request(
                         format!(
@@ -278,6 +277,9 @@ mod tests {
             (OutputFormat::Csv, Format::from_code(16))
         );
         assert!(c.warnings.is_empty());
+        let c = params("format=16&dat_format=212").check(None).unwrap();
+        assert_eq!(c.read.dat.format, Format::from_code(212));
+        assert!(c.warnings[0].contains("ignored"), "{:?}", c.warnings);
         for bad in [
             "format=",
             "format=pdf",

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
@@ -21,23 +22,58 @@ use crate::model::ModelCard;
 use crate::service::{Admission, AnalysisRequest, PredictResponse, Readiness};
 use crate::signal::upload::{UploadPart, ACCEPTED};
 
-/// The multipart form of `/predict` (file pickers in Swagger UI).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PredictUpload {
-    /// WFDB header (.hea).
-    #[schema(value_type = String, format = Binary, required = false)]
-    hea: Option<Vec<u8>>,
-    /// WFDB signal file (.dat), with its .hea or alone (layout in query parameters).
-    #[schema(value_type = String, format = Binary, required = false)]
-    dat: Option<Vec<u8>>,
-    /// A CSV recording (one column per lead, optional time column).
-    #[schema(value_type = String, format = Binary, required = false)]
-    file: Option<Vec<u8>>,
-    /// Reference annotations (.atr), optional.
-    #[schema(value_type = String, format = Binary, required = false)]
-    atr: Option<Vec<u8>>,
+/// The multipart form of `/predict` (file pickers in Swagger UI): one of a
+/// WFDB pair, a `.dat` alone or a CSV, each with an optional `.atr`. Written
+/// by hand because the three shapes are a `oneOf` of closed objects, which is
+/// what the server takes (a request of any other shape is refused with 400).
+pub struct PredictUpload;
+
+impl utoipa::PartialSchema for PredictUpload {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        let file = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+                .description(Some(description))
+                .build()
+        };
+        let hea = ("hea", "WFDB header (.hea).");
+        let dat = (
+            "dat",
+            "WFDB signal file (.dat), with its .hea or alone (layout in query parameters).",
+        );
+        let csv = (
+            "file",
+            "A CSV recording (one column per lead, optional time column).",
+        );
+        let atr = (
+            "atr",
+            "Reference annotations (.atr), optional: the answer then scores itself against them.",
+        );
+        let shape = |title: &str, required: &[(&str, &str)]| {
+            let mut o = ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .title(Some(title))
+                .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
+            for (name, description) in required {
+                o = o.property(*name, file(description)).required(*name);
+            }
+            o.property(atr.0, file(atr.1)).build()
+        };
+        RefOr::T(Schema::OneOf(
+            OneOfBuilder::new()
+                .item(shape("WFDB pair", &[hea, dat]))
+                .item(shape(".dat alone", &[dat]))
+                .item(shape("CSV", &[csv]))
+                .build(),
+        ))
+    }
 }
+
+impl ToSchema for PredictUpload {}
 
 fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3

@@ -157,8 +157,9 @@ impl Analyser {
     }
 }
 
-/// The blocking stage: decode, check, build both models' inputs.
-fn prepare(
+/// The blocking stage: decode, check, build both models' inputs (public so
+/// that `tests/inputs.rs` can compare the server's tensors with the trainer's).
+pub fn prepare(
     request: AnalysisRequest,
     card: &ModelCard,
     beat_card: Option<&ModelCard>,

@@ -36,7 +36,7 @@ impl PartKind {
         match word.to_ascii_lowercase().as_str() {
             "hea" => Some(PartKind::Header),
             "dat" => Some(PartKind::Data),
-            "csv" => Some(PartKind::Csv),
+            "csv" | "file" => Some(PartKind::Csv),
             "atr" => Some(PartKind::Annotations),
             _ => None,
         }
@@ -320,7 +320,7 @@ mod tests {
         let mut p = part("file", Some("upload"), b"");
         p.content_type = Some("text/csv; charset=utf-8".into());
         assert_eq!(p.kind(), Some(PartKind::Csv));
-        assert_eq!(part("file", Some("x.pdf"), b"").kind(), None);
+        assert_eq!(part("upload", Some("x.pdf"), b"").kind(), None);
     }
 
     #[test]

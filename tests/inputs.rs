@@ -1,0 +1,112 @@
+//! Training and serving cannot drift: the tensors the trainer builds for a
+//! record (`train::data::record_windows`, `record_beats`) equal, bit for bit,
+//! the ones the server's pipeline builds from the same record uploaded as a
+//! WFDB pair (`service::pipeline::prepare`, with the shipped cards). Record
+//! 100 is committed, so this runs everywhere.
+#![cfg(feature = "train")]
+
+mod common;
+
+use std::path::Path;
+use std::time::Instant;
+
+use ecg_serve::model::ModelCard;
+use ecg_serve::service::pipeline::{prepare, AnalysisRequest};
+use ecg_serve::service::Include;
+use ecg_serve::signal::upload::{ReadRequest, UploadPart};
+use ecg_serve::train::data::{record_beats, record_windows};
+
+fn card(name: &str) -> ModelCard {
+    ModelCard::read(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn part(field: &str, file: &str) -> UploadPart {
+    UploadPart {
+        field: field.into(),
+        file_name: Some(file.into()),
+        content_type: None,
+        bytes: common::server::fixture(file),
+    }
+}
+
+#[test]
+fn trainer_and_server_build_the_same_tensors() {
+    let (segment, beat) = (card("ecg-segment.json"), card("ecg-beat.json"));
+    let request = AnalysisRequest {
+        parts: vec![part("hea", "100.hea"), part("dat", "100.dat")],
+        read: ReadRequest {
+            verify_checksums: true,
+            ..ReadRequest::default()
+        },
+        lead: None,
+        include: Include::default(),
+        warnings: Vec::new(),
+        received: Instant::now(),
+    };
+    let served = prepare(request, &segment, Some(&beat), 86_400.0)
+        .unwrap()
+        .inputs;
+    let (rec, ann) = common::load(&common::fixtures().join("mitdb"), "100");
+
+    // Segment windows: every labelled training window is the server's window
+    // at the same start, with the same rhythm features.
+    let kind = segment.segment().unwrap();
+    let trained = record_windows(&rec, &ann, &kind.preprocessing, 0.5).unwrap();
+    let s = served.segment.as_ref().unwrap();
+    let (len, width) = (trained.window_len, trained.n_features);
+    assert!(
+        trained.len() > 300 && width == 6,
+        "{} windows, {width} features",
+        trained.len()
+    );
+    for i in 0..trained.len() {
+        let k = s
+            .starts
+            .iter()
+            .position(|&x| x == trained.starts[i])
+            .unwrap();
+        assert_eq!(
+            trained.window(i),
+            &s.windows[k * len..(k + 1) * len],
+            "window {k}"
+        );
+        assert_eq!(
+            trained.feature_row(i),
+            &s.features[k * width..(k + 1) * width]
+        );
+    }
+
+    // Beats: every labelled training beat is one of the server's detections,
+    // with the same two-channel window and RR features.
+    let bkind = beat.beat().unwrap();
+    let (beats, _) = record_beats(&rec, &ann, &bkind.preprocessing).unwrap();
+    let b = served.beat.as_ref().unwrap();
+    let (len, width) = (beats.window_len, beats.n_features);
+    assert!(beats.len() > 2000 && len == 2 * 252 && width == 9);
+    for i in 0..beats.len() {
+        let k = served
+            .peaks
+            .iter()
+            .position(|&p| p == beats.starts[i])
+            .unwrap();
+        assert_eq!(
+            beats.window(i),
+            &b.windows[k * len..(k + 1) * len],
+            "beat {k}"
+        );
+        assert_eq!(
+            beats.feature_row(i),
+            &b.features[k * width..(k + 1) * width]
+        );
+    }
+    eprintln!(
+        "record 100: {} segment windows and {} beats built alike by trainer and server",
+        trained.len(),
+        beats.len()
+    );
+}
