@@ -47,7 +47,9 @@ fn differences(want: &Value, got: &Value, path: &str, out: &mut Vec<String>) {
                 a.as_f64().unwrap_or(f64::NAN),
                 b.as_f64().unwrap_or(f64::NAN),
             );
-            if !((x - y).abs() <= TOLERANCE) {
+            // NaN is never close.
+            let close = (x - y).abs() <= TOLERANCE;
+            if !close {
                 out.push(format!("{path}: {x} != {y}"));
             }
         }
