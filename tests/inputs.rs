@@ -14,7 +14,7 @@ use ecg_serve::model::ModelCard;
 use ecg_serve::service::pipeline::{prepare, AnalysisRequest};
 use ecg_serve::service::Include;
 use ecg_serve::signal::upload::{ReadRequest, UploadPart};
-use ecg_serve::train::data::{record_beats, record_windows};
+use ecg_serve::train::data::{record_beats, record_windows, WindowSet};
 
 fn card(name: &str) -> ModelCard {
     ModelCard::read(
@@ -31,6 +31,22 @@ fn part(field: &str, file: &str) -> UploadPart {
         file_name: Some(file.into()),
         content_type: None,
         bytes: common::server::fixture(file),
+    }
+}
+
+/// Every example of the trainer's `set` is the server's example at the same
+/// position (`at`: window starts or R peaks), bit for bit.
+fn same_tensors(set: &WindowSet, at: &[usize], (windows, features): (&[f32], &[f32])) {
+    let (len, width) = (set.window_len, set.n_features);
+    for i in 0..set.len() {
+        let k = at.iter().position(|&x| x == set.starts[i]).unwrap();
+        assert_eq!(
+            set.window(i),
+            &windows[k * len..(k + 1) * len],
+            "example at {}",
+            at[k]
+        );
+        assert_eq!(set.feature_row(i), &features[k * width..(k + 1) * width]);
     }
 }
 
@@ -58,28 +74,13 @@ fn trainer_and_server_build_the_same_tensors() {
     let kind = segment.segment().unwrap();
     let trained = record_windows(&rec, &ann, &kind.preprocessing, 0.5).unwrap();
     let s = served.segment.as_ref().unwrap();
-    let (len, width) = (trained.window_len, trained.n_features);
+    let width = trained.n_features;
     assert!(
         trained.len() > 300 && width == 6,
         "{} windows, {width} features",
         trained.len()
     );
-    for i in 0..trained.len() {
-        let k = s
-            .starts
-            .iter()
-            .position(|&x| x == trained.starts[i])
-            .unwrap();
-        assert_eq!(
-            trained.window(i),
-            &s.windows[k * len..(k + 1) * len],
-            "window {k}"
-        );
-        assert_eq!(
-            trained.feature_row(i),
-            &s.features[k * width..(k + 1) * width]
-        );
-    }
+    same_tensors(&trained, &s.starts, (&s.windows, &s.features));
 
     // Beats: every labelled training beat is one of the server's detections,
     // with the same two-channel window and RR features.
@@ -88,22 +89,7 @@ fn trainer_and_server_build_the_same_tensors() {
     let b = served.beat.as_ref().unwrap();
     let (len, width) = (beats.window_len, beats.n_features);
     assert!(beats.len() > 2000 && len == 2 * 252 && width == 9);
-    for i in 0..beats.len() {
-        let k = served
-            .peaks
-            .iter()
-            .position(|&p| p == beats.starts[i])
-            .unwrap();
-        assert_eq!(
-            beats.window(i),
-            &b.windows[k * len..(k + 1) * len],
-            "beat {k}"
-        );
-        assert_eq!(
-            beats.feature_row(i),
-            &b.features[k * width..(k + 1) * width]
-        );
-    }
+    same_tensors(&beats, &served.peaks, (&b.windows, &b.features));
     eprintln!(
         "record 100: {} segment windows and {} beats built alike by trainer and server",
         trained.len(),

@@ -390,13 +390,27 @@ async fn bad_requests_get_the_documented_statuses() {
     )
     .await;
     check(
-        send(Form::new().part("file", file(b"x".to_vec(), "x.pdf")), key)
-            .await
-            .unwrap(),
+        send(
+            Form::new().part("upload", file(b"x".to_vec(), "x.pdf")),
+            key,
+        )
+        .await
+        .unwrap(),
         415,
         "unsupported_media_type",
     )
     .await;
+    // A part `file` is the CSV recording the form documents; a PDF there is
+    // told so by its own name.
+    let body = check(
+        send(Form::new().part("file", file(b"x".to_vec(), "x.pdf")), key)
+            .await
+            .unwrap(),
+        422,
+        "invalid_signal",
+    )
+    .await;
+    assert_eq!(body["detail"]["file"], "x.pdf", "{body}");
     let r = client
         .post(server.url("/predict"))
         .bearer_auth("s3cret")

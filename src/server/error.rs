@@ -182,6 +182,10 @@ impl From<UploadError> for ApiError {
                 detail: json!({ "file": file }),
                 message: e.to_string(),
             },
+            UploadError::NotCsv { ref name, .. } => ApiError::Invalid {
+                detail: json!({ "file": name, "field": "file", "accepted": ACCEPTED }),
+                message: e.to_string(),
+            },
             UploadError::Signal(s) => s.into(),
         }
     }

@@ -1,24 +1,32 @@
 //! The answer's formats other than JSON: the beat table as CSV and the SVG
 //! picture of a time range ([`super::svg`]), chosen by `format` or `Accept`.
 
+use std::time::Instant;
+
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::ApiError;
 use super::params::{OutputFormat, PredictParams};
+use super::routes::ms;
+use crate::model::ModelCard;
 use crate::service::PredictResponse;
 use crate::signal::AamiClass;
 
-/// The answer in `output`, with `headers`; `params` give an SVG its range and
-/// `positive` is the segment label the picture shades.
+/// The answer in `output`, with the timing headers; `params` give an SVG its
+/// range, and the picture shades the segment model's (`card`) positive label.
 pub fn respond(
     response: PredictResponse,
-    output: OutputFormat,
-    params: &PredictParams,
-    positive: &str,
-    mut headers: HeaderMap,
+    (output, params): (OutputFormat, &PredictParams),
+    card: &ModelCard,
+    received: Instant,
 ) -> Result<Response, ApiError> {
+    let mut headers = timing_headers(&response, received);
+    let kind = card
+        .segment()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let positive = kind.decision.positive_label.as_str();
     let (content_type, body) = match output {
         OutputFormat::Json => return Ok((headers, Json(response)).into_response()),
         OutputFormat::Csv => (
@@ -36,6 +44,21 @@ pub fn respond(
     };
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok((headers, body).into_response())
+}
+
+/// `x-inference-time`, `x-queue-time` and `x-total-time`, in ms.
+fn timing_headers(response: &PredictResponse, received: Instant) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("x-inference-time", response.timing_ms.inference),
+        ("x-queue-time", response.timing_ms.queue),
+        ("x-total-time", ms(received.elapsed())),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&format!("{value:.3}")) {
+            headers.insert(name, v);
+        }
+    }
+    headers
 }
 
 /// Longest range one picture shows.

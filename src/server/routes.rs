@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Multipart, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -75,7 +75,8 @@ impl utoipa::PartialSchema for PredictUpload {
 
 impl ToSchema for PredictUpload {}
 
-fn ms(d: std::time::Duration) -> f64 {
+/// Milliseconds, to the microsecond.
+pub(super) fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
@@ -193,34 +194,11 @@ pub async fn predict(
         received,
     };
     let limit_s = state.config.request_timeout_s;
-    let response = tokio::time::timeout(
-        Duration::from_secs(limit_s),
-        state.analyser.analyse(request),
-    )
-    .await
-    .map_err(|_| ApiError::Timeout(limit_s))??;
-    let headers = timing_headers(&response, received);
-    let positive = &card
-        .segment()
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .decision
-        .positive_label;
-    formats::respond(response, checked.output, &params, positive, headers)
-}
-
-/// `x-inference-time`, `x-queue-time` and `x-total-time`, in ms.
-fn timing_headers(response: &PredictResponse, received: Instant) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for (name, value) in [
-        ("x-inference-time", response.timing_ms.inference),
-        ("x-queue-time", response.timing_ms.queue),
-        ("x-total-time", ms(received.elapsed())),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&format!("{value:.3}")) {
-            headers.insert(name, v);
-        }
-    }
-    headers
+    let analysis = state.analyser.analyse(request);
+    let response = tokio::time::timeout(Duration::from_secs(limit_s), analysis)
+        .await
+        .map_err(|_| ApiError::Timeout(limit_s))??;
+    formats::respond(response, (checked.output, &params), &card, received)
 }
 
 /// The checks before an upload is read: query, readiness, and a place in the

@@ -15,7 +15,7 @@ use crate::engine::ModelOutputs;
 use crate::eval::bxb::label_detections;
 use crate::eval::classes::MultiReport;
 use crate::model::card::CardError;
-use crate::model::{BeatModel, ModelCard, ModelInputs};
+use crate::model::{BeatModel, ModelCard, ModelInputs, SegmentModel};
 use crate::signal::wfdb::Annotation;
 use crate::signal::AamiClass;
 
@@ -339,6 +339,48 @@ pub fn reference(annotations: &[Annotation], beats: &[Beat], fs: f64) -> Referen
     }
 }
 
+/// One labelled segment per window start: the positive label at or above its
+/// threshold, else the likeliest other label.
+fn segments(
+    card: &ModelCard,
+    kind: &SegmentModel,
+    outputs: &ModelOutputs,
+    starts: &[usize],
+) -> Vec<Segment> {
+    let rate = kind.preprocessing.sample_rate_hz;
+    let len = kind.preprocessing.window_samples as f64;
+    let decision = &kind.decision;
+    let positive = card
+        .labels
+        .iter()
+        .position(|l| *l == decision.positive_label);
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &start)| {
+            let p = outputs.probabilities(i);
+            let chosen = match positive {
+                Some(k) if p[k] as f64 >= decision.threshold => k,
+                _ => (0..p.len())
+                    .filter(|&j| Some(j) != positive)
+                    .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                    .unwrap_or(0),
+            };
+            Segment {
+                index: i,
+                start_s: start as f64 / rate,
+                end_s: (start as f64 + len) / rate,
+                label: card.labels[chosen].clone(),
+                probabilities: card.labels.iter().cloned().zip(p).collect(),
+                attention: Attention {
+                    token_s: card.attention.token_s,
+                    weights: outputs.attention_row(i).to_vec(),
+                },
+            }
+        })
+        .collect()
+}
+
 /// The answer for `prep` given the segment model's outputs and, when a beat
 /// model ran, its outputs for `prep.inputs.peaks`. Fails only when a card is
 /// not of the kind its place needs.
@@ -352,46 +394,13 @@ pub fn assemble(
     let card = segment.card;
     let kind = card.segment()?;
     let beat = beat.map(|b| b.card.beat().map(|k| (b, k))).transpose()?;
-    let rate = kind.preprocessing.sample_rate_hz;
-    let len = kind.preprocessing.window_samples as f64;
-    let decision = &kind.decision;
-    let positive = card
-        .labels
-        .iter()
-        .position(|l| *l == decision.positive_label);
     let inputs = prep.inputs.segment.unwrap_or_default();
-    let outputs = segment.outputs;
-    let segments: Vec<Segment> = inputs
-        .starts
-        .iter()
-        .enumerate()
-        .map(|(i, &start)| {
-            let p = outputs.probabilities(i);
-            // The positive label at or above its threshold, else the likeliest other label.
-            let chosen = match positive {
-                Some(k) if p[k] as f64 >= decision.threshold => k,
-                _ => (0..p.len())
-                    .filter(|&j| Some(j) != positive)
-                    .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-                    .unwrap_or(0),
-            };
-            let label = card.labels[chosen].clone();
-            Segment {
-                index: i,
-                start_s: start as f64 / rate,
-                end_s: (start as f64 + len) / rate,
-                label,
-                probabilities: card.labels.iter().cloned().zip(p).collect(),
-                attention: Attention {
-                    token_s: card.attention.token_s,
-                    weights: outputs.attention_row(i).to_vec(),
-                },
-            }
-        })
-        .collect();
+    let segments = segments(card, kind, segment.outputs, &inputs.starts);
+    let decision = &kind.decision;
+    let rate = kind.preprocessing.sample_rate_hz;
     let abnormal = segments
         .iter()
-        .filter(|s| Some(&s.label) == positive.map(|k| &card.labels[k]))
+        .filter(|s| s.label == decision.positive_label)
         .count();
     let fs = prep.record.sampling_rate_hz;
     let peaks = &prep.inputs.peaks;

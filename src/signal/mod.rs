@@ -1,10 +1,12 @@
 //! Signal library: one source of truth for turning a recording into model input.
 //!
-//! Readers ([`wfdb`], [`csv`]) produce a [`Recording`] in millivolts; [`resample`]
-//! brings any rate to the model's; [`filter`] band-passes with zero phase exactly
-//! as scipy's `sosfiltfilt` does; [`qrs`] finds the heartbeats; [`segment`] cuts
-//! windows for the models. The trainer and the server both call these functions,
-//! so a model never sees data prepared differently from how it was trained.
+//! Readers ([`wfdb`], [`csv`], and [`upload`] for a set of named files) produce a
+//! [`Recording`] in millivolts; [`resample`] brings any rate to the model's;
+//! [`filter`] band-passes with zero phase exactly as scipy's `sosfiltfilt` does;
+//! [`qrs`] finds the heartbeats; [`rr`] computes RR features; [`window`] cuts
+//! windows for the models. `model::model_inputs` composes them, for the trainer
+//! and the server alike, so a model never sees data prepared differently from
+//! how it was trained.
 //! Nothing here does I/O beyond parsing bytes it is given, and nothing panics on
 //! bad input.
 

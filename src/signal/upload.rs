@@ -67,6 +67,15 @@ impl UploadPart {
         ext.or_else(|| PartKind::from_word(&self.field)).or(content)
     }
 
+    /// The file name when its extension is neither `.csv` nor `.txt` (for
+    /// error messages about a part read as CSV).
+    fn foreign_extension(&self) -> Option<String> {
+        let name = self.file_name.as_deref()?;
+        let (_, ext) = name.rsplit_once('.')?;
+        let csv_like = ["csv", "txt"].iter().any(|e| ext.eq_ignore_ascii_case(e));
+        (!csv_like).then(|| name.rsplit(['/', '\\']).next().unwrap_or(name).to_string())
+    }
+
     /// The file's base name without directories or extension (never a path).
     pub fn stem(&self) -> String {
         let name = self.file_name.as_deref().unwrap_or("upload");
@@ -119,6 +128,8 @@ pub enum UploadError {
     Missing { field: &'static str, what: String },
     #[error("{file} is empty")]
     Empty { file: String },
+    #[error("{name} was sent as part `file`, which is read as a CSV recording, and it is not one ({reason}); send {ACCEPTED}")]
+    NotCsv { name: String, reason: SignalError },
     #[error(transparent)]
     Signal(#[from] SignalError),
 }
@@ -185,7 +196,14 @@ pub fn decode(parts: &[UploadPart], request: &ReadRequest) -> Result<Decoded, Up
                 sampling_rate: request.fs,
                 ..Default::default()
             };
-            let rec = read_csv(&format!("{}.csv", csv.stem()), &csv.bytes, &opts)?;
+            let rec = read_csv(&format!("{}.csv", csv.stem()), &csv.bytes, &opts).map_err(|e| {
+                // A part `file` is read as the CSV it is documented as; a file
+                // named otherwise (report.pdf) is told so in its own name.
+                match csv.foreign_extension() {
+                    Some(name) => UploadError::NotCsv { name, reason: e },
+                    None => e.into(),
+                }
+            })?;
             if request.fs.is_none() {
                 warnings.push(format!(
                     "sampling rate {:.3} Hz taken from the CSV's time column",
@@ -341,6 +359,13 @@ mod tests {
             decode(&[part("f", Some("x.pdf"), b"1")], &p),
             Err(UploadError::UnsupportedType { .. })
         ));
+        let pdf = decode(&[part("file", Some("report.pdf"), b"%PDF")], &p).unwrap_err();
+        assert!(matches!(pdf, UploadError::NotCsv { .. }), "{pdf}");
+        assert!(
+            pdf.to_string()
+                .starts_with("report.pdf was sent as part `file`"),
+            "{pdf}"
+        );
         assert!(matches!(
             decode(&[part("f", Some("x.csv"), b"")], &p),
             Err(UploadError::Empty { .. })

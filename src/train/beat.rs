@@ -1,15 +1,14 @@
 //! `ecg-train beat`: the AAMI beat classifier (N, S, V, F, Q), from the beats our
 //! own detector finds to a shipped `.onnx` with its card and an EC57-style report.
 //!
-//! Data: every record's lead is filtered by [`Preprocessing::filter`] and its R
-//! peaks found by [`detect_r_peaks`], exactly as the server does; each detection
-//! takes the AAMI class of the reference beat it matches within 150 ms
-//! ([`label_detections`], bxb's rule). Detections that match no reference beat
-//! (false positives) and reference beats we miss are left out of training and
-//! of the classification figures, and counted in the report's `detection`.
-//! Inputs per beat come from [`Preprocessing::beat_inputs`]: a
-//! window 0.25 s before to 0.45 s after the peak beside the record's typical
-//! beat, and nine RR features.
+//! Data ([`super::data::record_beats`]): every record's inputs come from
+//! [`crate::model::model_inputs`], exactly as the server builds them: our
+//! detector's R peaks, and per beat a window 0.25 s before to 0.45 s after the
+//! peak beside the record's typical beat, and nine RR features. Each detection
+//! takes the AAMI class of the reference beat it matches within 150 ms (bxb's
+//! rule). Detections that match no reference beat (false positives) and
+//! reference beats we miss are left out of training and of the classification
+//! figures, and counted in the report's `detection`.
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,10 @@
 //! `ecg-train`: the segment and beat models' data, network, training loop,
-//! evaluation and ONNX export, in the four-way split of burn's guide (data, model, training,
-//! inference), plus the ONNX writer and the metrics. Behind the `train` feature so
-//! the server builds without burn.
+//! evaluation and ONNX export, in the four-way split of burn's guide ([`data`],
+//! [`model`], [`training`], [`inference`]), then the commands: [`segment`] and
+//! [`beat`] (each builds on [`experiment`], what they share, and neither imports
+//! the other), [`evaluate`], [`stack`] (with [`logistic`]); plus the ONNX writer
+//! ([`onnx`]) and the [`metrics`]. Behind the `train` feature so the server
+//! builds without burn.
 
 pub mod beat;
 pub mod data;
