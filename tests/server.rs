@@ -299,6 +299,7 @@ async fn formats_212_and_16_agree_and_resampled_input_mostly_agrees() {
         })
         .collect();
     let mut results = Vec::new();
+    let mut dat16 = Vec::new();
     for format in [Format::F212, Format::F16] {
         let (hea, dat) = write_record(
             "syn",
@@ -306,6 +307,7 @@ async fn formats_212_and_16_agree_and_resampled_input_mostly_agrees() {
             format,
             &[("MLII", 200.0, 1024, &adc[0]), ("V5", 200.0, 1024, &adc[1])],
         );
+        dat16 = dat.clone();
         let form = Form::new()
             .part("hea", file(hea.into_bytes(), "syn.hea"))
             .part("dat", file(dat, "syn.dat"));
@@ -314,6 +316,22 @@ async fn formats_212_and_16_agree_and_resampled_input_mostly_agrees() {
         results.push(body);
     }
     assert_eq!(labels(&results[0]), labels(&results[1]));
+    // The format-16 .dat alone, its layout in `dat_format` (or in the old
+    // spelling `format=16`, which still works and says it is deprecated).
+    let layout = "channels=2&fs=360&gain=200&baseline=1024";
+    for (query, deprecated) in [("dat_format=16", false), ("format=16", true)] {
+        let form = Form::new().part("dat", file(dat16.clone(), "syn.dat"));
+        let (status, body) = post(&server, &format!("?{query}&{layout}"), form).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        assert_eq!(body["record"]["source"], "dat");
+        assert_eq!(labels(&body), labels(&results[1]), "{query}");
+        let warned = body["warnings"].as_array().unwrap().iter().any(|w| {
+            w.as_str()
+                .unwrap()
+                .contains("deprecated; send dat_format=16")
+        });
+        assert_eq!(warned, deprecated, "{query}: {}", body["warnings"]);
+    }
     assert_eq!(
         results[0]["segments"][7]["probabilities"],
         results[1]["segments"][7]["probabilities"]
