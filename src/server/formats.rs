@@ -9,8 +9,8 @@ use axum::Json;
 
 use super::error::ApiError;
 use super::params::{OutputFormat, PredictParams};
-use super::routes::ms;
 use crate::model::ModelCard;
+use crate::service::pipeline::ms;
 use crate::service::PredictResponse;
 use crate::signal::AamiClass;
 

@@ -75,11 +75,6 @@ impl utoipa::PartialSchema for PredictUpload {
 
 impl ToSchema for PredictUpload {}
 
-/// Milliseconds, to the microsecond.
-pub(super) fn ms(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
 async fn read_parts(
     multipart: Result<Multipart, MultipartRejection>,
     limit_mb: usize,

@@ -70,7 +70,8 @@ pub struct Analyser {
     pub max_duration_s: f64,
 }
 
-fn ms(d: Duration) -> f64 {
+/// Milliseconds, to the microsecond (the unit of [`Timing`]).
+pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
@@ -104,9 +105,15 @@ impl Analyser {
         };
         let include = request.include;
         let received = request.received;
-        let (cards, max_duration_s) = ((Arc::clone(&card), beat_card.clone()), self.max_duration_s);
+        let (segment_card, beat_for_inputs) = (Arc::clone(&card), beat_card.clone());
+        let max_duration_s = self.max_duration_s;
         let mut prepared = tokio::task::spawn_blocking(move || {
-            prepare(request, &cards.0, cards.1.as_deref(), max_duration_s)
+            prepare(
+                request,
+                &segment_card,
+                beat_for_inputs.as_deref(),
+                max_duration_s,
+            )
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("the analysis task failed: {e}")))??;
