@@ -501,6 +501,29 @@ async fn missing_model_is_not_ready_with_a_reason() {
         (503, Some("not_ready"))
     );
     server.stop().await;
+
+    // A beat model where the segment model goes: not ready, and says why.
+    let server = Server::start(&["--model", "ecg-beat"]).await;
+    let mut body = Value::Null;
+    for _ in 0..100 {
+        body = reqwest::get(server.url("/health/ready"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["status"] != "loading" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(body["status"], "failed", "{body}");
+    let reason = body["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("is a beat model; a segment model is needed"),
+        "{body}"
+    );
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

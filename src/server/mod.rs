@@ -195,6 +195,7 @@ fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &traci
 pub fn start_pool(config: &Config) -> Arc<EnginePool> {
     EnginePool::start(PoolOptions {
         card_path: config.card_path(),
+        task: "segment",
         provider: config.execution_provider,
         allow_cpu_fallback: config.allow_cpu_fallback,
         sessions: config.sessions.max(1),
@@ -211,6 +212,7 @@ pub fn start_beat_pool(config: &Config) -> Option<Arc<EnginePool>> {
     let card_path = config.beat_card_path()?;
     Some(EnginePool::start(PoolOptions {
         card_path,
+        task: "beat",
         provider: config.execution_provider,
         allow_cpu_fallback: config.allow_cpu_fallback,
         sessions: config.sessions.max(1),

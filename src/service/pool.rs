@@ -23,6 +23,9 @@ use crate::model::ModelCard;
 pub struct PoolOptions {
     /// The model card (`<model>.json`); the `.onnx` sits beside it.
     pub card_path: PathBuf,
+    /// The kind of model this pool is for (`segment` or `beat`): a card of
+    /// another kind fails the load with a reason.
+    pub task: &'static str,
     pub provider: Provider,
     pub allow_cpu_fallback: bool,
     /// Sessions (worker threads).
@@ -177,6 +180,16 @@ impl EnginePool {
     fn load_sessions(&self) -> Result<(Vec<OrtModel>, Provider), String> {
         let o = &self.options;
         let card = ModelCard::read(&o.card_path).map_err(|e| e.to_string())?;
+        if card.kind.task() != o.task {
+            return Err(format!(
+                "{} ({} {}) is a {} model; a {} model is needed here",
+                o.card_path.display(),
+                card.name,
+                card.version,
+                card.kind.task(),
+                o.task
+            ));
+        }
         let bytes = card
             .read_verified_model(&o.card_path)
             .map_err(|e| e.to_string())?;
