@@ -53,7 +53,10 @@ pub struct Config {
     /// Model sessions, each on its own thread.
     #[arg(long, env = "ECG_SESSIONS", default_value_t = 1)]
     pub sessions: usize,
-    /// ONNX Runtime intra-op threads per session (default: available cores / sessions).
+    /// ONNX Runtime intra-op threads per session (default: the available cores,
+    /// which follow a container's CPU quota, shared by every session of both
+    /// models, since the two models run at the same time: cores / (sessions x
+    /// models), at least 1).
     #[arg(long, env = "ECG_INTRA_THREADS")]
     pub intra_threads: Option<usize>,
     /// Requests that may wait for a session; more are refused with 429.
@@ -125,11 +128,15 @@ impl Config {
         self.max_batch.unwrap_or(default).max(1)
     }
 
-    /// Intra-op threads per session: explicit, else cores / sessions.
+    /// Intra-op threads per session: explicit, else the cores shared by every
+    /// session of every model (the segment and the beat model run at once; on
+    /// 2 cores, one thread each served 1.14-1.31x the Python peer's requests/s
+    /// at c = 4 where two each served 0.85-0.86x: `../shared/tools/peer/compare.sh`).
     pub fn threads_per_session(&self) -> usize {
         self.intra_threads.unwrap_or_else(|| {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            (cores / self.sessions.max(1)).max(1)
+            let models = 1 + usize::from(self.beat_card_path().is_some());
+            (cores / (self.sessions.max(1) * models)).max(1)
         })
     }
 }
@@ -149,5 +156,17 @@ mod tests {
         let explicit = parse(&["--execution-provider", "cuda", "--max-batch", "8"]);
         assert_eq!(explicit.windows_per_run(), 8);
         assert_eq!(parse(&["--max-batch", "0"]).windows_per_run(), 1);
+    }
+
+    #[test]
+    fn the_cores_are_shared_by_every_session_of_both_models() {
+        let parse = |args: &[&str]| Config::parse_from(["ecg-serve"].iter().chain(args));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(parse(&[]).threads_per_session(), (cores / 2).max(1));
+        let alone = parse(&["--beat-model", "none"]);
+        assert_eq!(alone.threads_per_session(), cores);
+        let two = parse(&["--sessions", "2", "--beat-model", "none"]);
+        assert_eq!(two.threads_per_session(), (cores / 2).max(1));
+        assert_eq!(parse(&["--intra-threads", "3"]).threads_per_session(), 3);
     }
 }
