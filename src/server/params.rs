@@ -27,7 +27,7 @@ pub struct PredictParams {
     #[param(minimum = 1.0, maximum = 100000.0)]
     pub fs: Option<f64>,
     /// Lead to analyse, by name (`MLII`, default) or index; falls back to the first lead with a warning.
-    #[param(min_length = 1, max_length = 64, pattern = r"^[\x20-\x7E]+$")]
+    #[param(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1F\x7F]+$")]
     pub lead: Option<String>,
     /// The answer's format: `json` (default), `csv` (the beat table; also
     /// `Accept: text/csv`) or `svg` (a picture of `start_s`..`end_s`; also
@@ -149,12 +149,10 @@ impl PredictParams {
             8_388_607.0,
         )?;
         if let Some(lead) = &self.lead {
-            if lead.is_empty()
-                || lead.len() > 64
-                || !lead.bytes().all(|b| (0x20..0x7f).contains(&b))
-            {
+            let chars = lead.chars().count();
+            if !(1..=64).contains(&chars) || lead.chars().any(|c| c.is_ascii_control()) {
                 return Err(ApiError::bad_request(
-                    "lead must be 1 to 64 printable ASCII characters: a lead name (MLII) or index (0)",
+                    "lead must be 1 to 64 characters without control characters: a lead name (MLII) or index (0)",
                     "lead",
                 ));
             }
@@ -304,6 +302,9 @@ mod tests {
             .check(None)
             .unwrap();
         assert!(c.include.beat_attention && c.include.signal);
+        let c = params("lead=D%C3%A9rivation%20II").check(None).unwrap();
+        assert_eq!(c.lead.as_deref(), Some("Dérivation II"));
+        assert!(params("lead=a%0Ab").check(None).is_err());
         let c = params("include=signal,%20").check(None).unwrap();
         assert!(c.include.signal && !c.include.beat_attention);
         let c = params("").check(Some("image/svg+xml")).unwrap();
