@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::preprocess::{BeatPreprocessing, FilterSpec, SegmentPreprocessing};
+use super::preprocess::{BeatPreprocessing, SegmentPreprocessing};
 
 /// Name and shape of one model input or output (`-1` is a dynamic dimension).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +91,22 @@ pub struct BeatModel {
     pub label_rule: BeatLabelRule,
 }
 
+/// The two kinds of model, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    Segment,
+    Beat,
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Task::Segment => "segment",
+            Task::Beat => "beat",
+        })
+    }
+}
+
 /// What kind of model a card describes (`task` in the JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "task", rename_all = "lowercase")]
@@ -100,11 +116,11 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    /// `segment` or `beat`, as in the card.
-    pub fn task(&self) -> &'static str {
+    /// Which kind (`task` in the card).
+    pub fn task(&self) -> Task {
         match self {
-            ModelKind::Segment(_) => "segment",
-            ModelKind::Beat(_) => "beat",
+            ModelKind::Segment(_) => Task::Segment,
+            ModelKind::Beat(_) => Task::Beat,
         }
     }
 
@@ -129,22 +145,9 @@ impl ModelKind {
 
     /// Rate the model runs at.
     pub fn sample_rate_hz(&self) -> f64 {
-        self.filter_spec().sample_rate_hz
-    }
-
-    /// The model's resampling and band-pass.
-    pub fn filter_spec(&self) -> FilterSpec {
         match self {
-            ModelKind::Segment(s) => s.preprocessing.filter_spec(),
-            ModelKind::Beat(b) => b.preprocessing.filter_spec(),
-        }
-    }
-
-    /// The lead the model was trained on.
-    pub fn lead(&self) -> &str {
-        match self {
-            ModelKind::Segment(s) => &s.preprocessing.lead,
-            ModelKind::Beat(b) => &b.preprocessing.lead,
+            ModelKind::Segment(s) => s.preprocessing.sample_rate_hz,
+            ModelKind::Beat(b) => b.preprocessing.sample_rate_hz,
         }
     }
 }
@@ -210,8 +213,8 @@ pub enum CardError {
     #[error("{model} is a {found} model; a {expected} model is needed here")]
     Kind {
         model: String,
-        expected: &'static str,
-        found: &'static str,
+        expected: Task,
+        found: Task,
     },
     #[error("{path}: sha256 is {actual}, the card says {expected}: the model file does not belong to this card")]
     Digest {
@@ -281,7 +284,7 @@ impl ModelCard {
     pub fn segment(&self) -> Result<&SegmentModel, CardError> {
         match &self.kind {
             ModelKind::Segment(s) => Ok(s),
-            other => Err(self.wrong_kind("segment", other)),
+            other => Err(self.wrong_kind(Task::Segment, other)),
         }
     }
 
@@ -289,11 +292,11 @@ impl ModelCard {
     pub fn beat(&self) -> Result<&BeatModel, CardError> {
         match &self.kind {
             ModelKind::Beat(b) => Ok(b),
-            other => Err(self.wrong_kind("beat", other)),
+            other => Err(self.wrong_kind(Task::Beat, other)),
         }
     }
 
-    fn wrong_kind(&self, expected: &'static str, found: &ModelKind) -> CardError {
+    fn wrong_kind(&self, expected: Task, found: &ModelKind) -> CardError {
         CardError::Kind {
             model: format!("{} {}", self.name, self.version),
             expected,
@@ -318,9 +321,9 @@ mod tests {
     fn shipped_cards_round_trip() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
         for (file, task) in [
-            ("ecg-segment.json", "segment"),
-            ("ecg-segment-net.json", "segment"),
-            ("ecg-beat.json", "beat"),
+            ("ecg-segment.json", Task::Segment),
+            ("ecg-segment-net.json", Task::Segment),
+            ("ecg-beat.json", Task::Beat),
         ] {
             let path = dir.join(file);
             let card = ModelCard::read(&path).unwrap();

@@ -230,6 +230,7 @@ impl From<ServiceError> for ApiError {
             },
             ServiceError::Pool(p) => p.into(),
             ServiceError::Engine(g) => g.into(),
+            ServiceError::Card(c) => ApiError::Internal(c.to_string()),
             ServiceError::Internal(m) => ApiError::Internal(m),
         }
     }

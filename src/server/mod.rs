@@ -37,6 +37,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::engine::Provider;
+use crate::model::card::Task;
 use crate::service::{Analyser, EnginePool, PoolOptions, Readiness};
 pub use config::Config;
 use error::ApiError;
@@ -195,7 +196,7 @@ fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &traci
 pub fn start_pool(config: &Config) -> Arc<EnginePool> {
     EnginePool::start(PoolOptions {
         card_path: config.card_path(),
-        task: "segment",
+        task: Task::Segment,
         provider: config.execution_provider,
         allow_cpu_fallback: config.allow_cpu_fallback,
         sessions: config.sessions.max(1),
@@ -212,7 +213,7 @@ pub fn start_beat_pool(config: &Config) -> Option<Arc<EnginePool>> {
     let card_path = config.beat_card_path()?;
     Some(EnginePool::start(PoolOptions {
         card_path,
-        task: "beat",
+        task: Task::Beat,
         provider: config.execution_provider,
         allow_cpu_fallback: config.allow_cpu_fallback,
         sessions: config.sessions.max(1),

@@ -21,6 +21,7 @@ use super::answer::{
 };
 use super::pool::{EnginePool, JobResult, PoolError, Readiness};
 use crate::engine::EngineError;
+use crate::model::card::CardError;
 use crate::model::{model_inputs, LeadRequest, ModelCard, Models};
 use crate::signal::upload::{decode, ReadRequest, UploadError, UploadPart};
 use crate::signal::SignalError;
@@ -40,6 +41,9 @@ pub enum ServiceError {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A card not of the kind its place needs (the pools refuse those at load).
+    #[error(transparent)]
+    Card(#[from] CardError),
     #[error("{0}")]
     Internal(String),
 }
@@ -159,8 +163,7 @@ impl Analyser {
                 card,
                 outputs: &r.outputs,
             });
-        assemble(prepared, segment, beat, include, timing)
-            .map_err(|e| ServiceError::Internal(e.to_string()))
+        Ok(assemble(prepared, segment, beat, include, timing)?)
     }
 }
 
@@ -175,12 +178,8 @@ pub fn prepare(
     let t = Instant::now();
     let decoded = decode(&request.parts, &request.read)?;
     let decode_time = t.elapsed();
-    let segment = card
-        .segment()
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let beat = beat_card
-        .map(|c| c.beat().map_err(|e| ServiceError::Internal(e.to_string())))
-        .transpose()?;
+    let segment = card.segment()?;
+    let beat = beat_card.map(|c| c.beat()).transpose()?;
     let pre = &segment.preprocessing;
     let rec = &decoded.recording;
     let duration_s = rec.duration_s();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::engine::{EngineError, ModelOutputs, OrtModel, Provider, Runtime};
+use crate::model::card::Task;
 use crate::model::ModelCard;
 
 /// How to start the pool.
@@ -25,7 +26,7 @@ pub struct PoolOptions {
     pub card_path: PathBuf,
     /// The kind of model this pool is for (`segment` or `beat`): a card of
     /// another kind fails the load with a reason.
-    pub task: &'static str,
+    pub task: Task,
     pub provider: Provider,
     pub allow_cpu_fallback: bool,
     /// Sessions (worker threads).
