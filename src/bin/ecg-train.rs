@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use ecg_serve::model::{BeatPreprocessing, SegmentPreprocessing};
+use ecg_serve::train::beat_stack::{self, BeatStackOptions};
 use ecg_serve::train::data::{BEAT_VALIDATION, DEFAULT_VALIDATION};
 use ecg_serve::train::experiment::{SplitKind, TrainOptions};
 use ecg_serve::train::model::AttentionNetConfig;
@@ -171,6 +172,11 @@ enum Command {
     /// features (fitted on the network's training records), built into a new
     /// ONNX graph and card; prints validation and test metrics of both.
     Stack(StackOptions),
+    /// The beat model 2: the beat network stacked with a small network on its
+    /// logits and on per-beat features against the patient's own beats, trained
+    /// on svdb and the network's validation records, chosen by record-wise
+    /// cross-validation; then DS2, once.
+    BeatStack(BeatStackOptions),
     /// Measure a trained model (ONNX Runtime) on its card's test records.
     Evaluate {
         /// The .onnx file; its card is the .json beside it.
@@ -252,6 +258,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Stack(opts) => {
             stack::run(&opts)?;
+        }
+        Command::BeatStack(opts) => {
+            beat_stack::run(&opts)?;
         }
         Command::Evaluate {
             model,

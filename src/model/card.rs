@@ -210,6 +210,8 @@ pub enum CardError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
     #[error("{model} is a {found} model; a {expected} model is needed here")]
     Kind {
         model: String,
@@ -239,10 +241,20 @@ impl ModelCard {
             path: path.to_path_buf(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|source| CardError::Json {
+        let card: Self = serde_json::from_str(&text).map_err(|source| CardError::Json {
             path: path.to_path_buf(),
             source,
-        })
+        })?;
+        if let ModelKind::Beat(b) = &card.kind {
+            b.preprocessing
+                .beat
+                .feature_columns()
+                .map_err(|message| CardError::Invalid {
+                    path: path.to_path_buf(),
+                    message,
+                })?;
+        }
+        Ok(card)
     }
 
     /// The model file this card describes (resolved next to `card_path`).

@@ -11,12 +11,13 @@
 
 use std::time::{Duration, Instant};
 
-use super::preprocess::{BeatPreprocessing, SegmentPreprocessing};
+use super::preprocess::{BeatPreprocessing, FeatureColumn, SegmentPreprocessing};
+use crate::signal::beat_features::beat_features;
 use crate::signal::qrs::detect_r_peaks;
 use crate::signal::resample::map_index;
 use crate::signal::rr::{rr_features, window_rr_features};
 use crate::signal::window::{beat_windows, beat_windows_with_template, windows};
-use crate::signal::{LeadChoice, Recording, Result};
+use crate::signal::{LeadChoice, Recording, Result, SignalError};
 
 /// Which models to build inputs for.
 #[derive(Debug, Clone, Copy, Default)]
@@ -117,8 +118,8 @@ pub fn model_inputs(rec: &Recording, lead: LeadRequest, models: Models) -> Resul
                 .zip(models.segment)
                 .filter(|(_, s)| s.filter_spec() == pre.filter_spec());
             Ok(match shared {
-                Some((s, _)) => beat_inputs(pre, &s.filtered, &peaks, fs),
-                None => beat_inputs(pre, &pre.filter_spec().apply(samples, fs)?, &peaks, fs),
+                Some((s, _)) => beat_inputs(pre, &s.filtered, &peaks, fs)?,
+                None => beat_inputs(pre, &pre.filter_spec().apply(samples, fs)?, &peaks, fs)?,
             })
         })
         .transpose()?;
@@ -161,25 +162,46 @@ fn segment_features(
 /// The beat model's inputs for R peaks `peaks` (samples at the record's own
 /// rate `fs`) given the lead `filtered` at the model rate: a window around each
 /// peak (with the record's template when [`super::preprocess::BeatWindow::template`])
-/// and its RR features.
-fn beat_inputs(pre: &BeatPreprocessing, filtered: &[f64], peaks: &[usize], fs: f64) -> BeatInputs {
+/// and the features the card names ([`super::preprocess::FeatureColumn`]).
+fn beat_inputs(
+    pre: &BeatPreprocessing,
+    filtered: &[f64],
+    peaks: &[usize],
+    fs: f64,
+) -> Result<BeatInputs> {
     let beat = &pre.beat;
+    let columns = beat
+        .feature_columns()
+        .map_err(|m| SignalError::parameter("preprocessing.beat.features", m))?;
     let at_model_rate: Vec<usize> = peaks
         .iter()
         .map(|&p| map_index(p, fs, pre.sample_rate_hz))
         .collect();
     let (b, a) = (beat.before_samples, beat.after_samples);
-    BeatInputs {
+    let rr = rr_features(peaks, fs, beat.rr_local_beats);
+    let rr_rows: Vec<[f32; 9]> = rr.iter().map(|f| f.to_array()).collect();
+    let beat_rows = if columns.iter().any(|c| matches!(c, FeatureColumn::Beat(_))) {
+        beat_features(filtered, pre.sample_rate_hz, &at_model_rate, &rr)
+    } else {
+        Vec::new()
+    };
+    let features = (0..peaks.len())
+        .flat_map(|i| {
+            let (rr_rows, beat_rows) = (&rr_rows, &beat_rows);
+            columns.iter().map(move |c| match *c {
+                FeatureColumn::Rr(j) => rr_rows[i][j],
+                FeatureColumn::Beat(j) => beat_rows[i][j],
+            })
+        })
+        .collect();
+    Ok(BeatInputs {
         windows: if beat.template {
             beat_windows_with_template(filtered, &at_model_rate, b, a)
         } else {
             beat_windows(filtered, &at_model_rate, b, a)
         },
-        features: rr_features(peaks, fs, beat.rr_local_beats)
-            .iter()
-            .flat_map(|f| f.to_array())
-            .collect(),
-    }
+        features,
+    })
 }
 
 #[cfg(test)]

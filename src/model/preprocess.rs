@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::signal::beat_features;
 use crate::signal::filter::band_pass;
 use crate::signal::resample::resample;
 use crate::signal::rr::{RrFeatures, WINDOW_RR_NAMES};
@@ -179,6 +180,35 @@ impl BeatWindow {
     pub fn samples(&self) -> usize {
         self.before_samples + self.after_samples
     }
+
+    /// Where each named feature comes from: an error names the first unknown one.
+    pub fn feature_columns(&self) -> std::result::Result<Vec<FeatureColumn>, String> {
+        self.features
+            .iter()
+            .map(|name| {
+                let rr = RrFeatures::NAMES.iter().position(|n| n == name);
+                let beat = beat_features::NAMES.iter().position(|n| n == name);
+                rr.map(FeatureColumn::Rr)
+                    .or(beat.map(FeatureColumn::Beat))
+                    .ok_or_else(|| {
+                        format!(
+                            "unknown beat feature `{name}`; known: {}, {}",
+                            RrFeatures::NAMES.join(", "),
+                            beat_features::NAMES.join(", ")
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// One column of the beat model's `features` input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureColumn {
+    /// Index into [`RrFeatures::to_array`].
+    Rr(usize),
+    /// Index into [`beat_features::beat_features`]'s rows.
+    Beat(usize),
 }
 
 /// A beat model's preprocessing.

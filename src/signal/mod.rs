@@ -11,6 +11,7 @@
 //! bad input.
 
 pub mod aami;
+pub mod beat_features;
 pub mod csv;
 pub mod error;
 pub mod filter;

@@ -48,7 +48,7 @@ fn describe(name: &str, set: &WindowSet) {
 /// Per record: beats per true class and per predicted class, and the S and V
 /// beats found. A few records hold most of DS2's S beats (232 alone ~1,380 of
 /// ~1,840), which pooled figures hide.
-fn per_record(set: &WindowSet, predicted: &[u8]) -> serde_json::Value {
+pub fn per_record(set: &WindowSet, predicted: &[u8]) -> serde_json::Value {
     let mut rows: Vec<(String, Vec<Vec<usize>>)> = Vec::new();
     for ((record, &label), &p) in set.records.iter().zip(&set.labels).zip(predicted) {
         if rows.last().map(|r| &r.0) != Some(record) {

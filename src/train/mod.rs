@@ -2,17 +2,19 @@
 //! evaluation and ONNX export, in the four-way split of burn's guide ([`data`],
 //! [`model`], [`training`], [`inference`]), then the commands: [`segment`] and
 //! [`beat`] (each builds on [`experiment`], what they share, and neither imports
-//! the other), [`evaluate`], [`stack`] (with [`logistic`]); plus the ONNX writer
+//! the other), [`evaluate`], [`stack`] (with [`logistic`]), [`beat_stack`] (with [`mlp`]); plus the ONNX writer
 //! ([`onnx`]) and the [`metrics`]. Behind the `train` feature so the server
 //! builds without burn.
 
 pub mod beat;
+pub mod beat_stack;
 pub mod data;
 pub mod evaluate;
 pub mod experiment;
 pub mod inference;
 pub mod logistic;
 pub mod metrics;
+pub mod mlp;
 pub mod model;
 pub mod onnx;
 pub mod segment;

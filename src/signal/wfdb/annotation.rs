@@ -56,7 +56,9 @@ pub fn read_annotations(file: &str, bytes: &[u8]) -> Result<Vec<Annotation>> {
             .ok_or_else(|| err(at, "file ends in the middle of an annotation word".into()))
     };
     let mut out: Vec<Annotation> = Vec::new();
-    let (mut time, mut chan, mut num) = (0u64, 0u16, 0i16);
+    // Signed: WFDB writers emit `SKIP -1` then a 1-sample step back to 0 after
+    // a header note at time 0 (svdb); only an annotation may not fall before 0.
+    let (mut time, mut chan, mut num) = (0i64, 0u16, 0i16);
     let mut pos = 0;
     while pos < bytes.len() {
         let w = word(pos)?;
@@ -64,11 +66,17 @@ pub fn read_annotations(file: &str, bytes: &[u8]) -> Result<Vec<Annotation>> {
         pos += 2;
         match code {
             0 if data == 0 => break,
-            0 => time += data as u64,
+            0 => time += data as i64,
             1..=49 => {
-                time += data as u64;
+                time += data as i64;
+                let sample = u64::try_from(time).map_err(|_| {
+                    err(
+                        pos - 2,
+                        format!("annotation at sample {time}, before the record start"),
+                    )
+                })?;
                 out.push(Annotation {
-                    sample: time,
+                    sample,
                     code: code as u8,
                     symbol: symbol_for_code(code as u8),
                     subtype: 0,
@@ -81,13 +89,7 @@ pub fn read_annotations(file: &str, bytes: &[u8]) -> Result<Vec<Annotation>> {
                 let hi = word(pos)? as u32;
                 let lo = word(pos + 2)? as u32;
                 pos += 4;
-                let skip = ((hi << 16) | lo) as i32;
-                time = time.checked_add_signed(skip as i64).ok_or_else(|| {
-                    err(
-                        pos - 6,
-                        format!("SKIP of {skip} moves before the record start"),
-                    )
-                })?;
+                time += ((hi << 16) | lo) as i32 as i64;
             }
             NUM | SUB | CHN => {
                 let last = out.last_mut().ok_or_else(|| {
@@ -197,6 +199,25 @@ mod tests {
         assert_eq!(back[1].symbol, "N");
         assert_eq!(back[2].aami(), Some(AamiClass::V));
         assert!(!back[0].is_beat());
+    }
+
+    #[test]
+    fn a_skip_back_to_zero_after_a_header_note() {
+        // The first 40 bytes of svdb 801.atr: a NOTE at 0 with its AUX text,
+        // SKIP -1, a 1-sample step (code 0) back to 0, then N beats.
+        let mut bytes = vec![0, 88, 23, 252];
+        bytes.extend(b"## time resolution: 128\0");
+        bytes.extend([0, 236, 255, 255, 255, 255, 1, 0, 46, 4, 66, 20, 0, 0]);
+        let a = read_annotations("801.atr", &bytes).unwrap();
+        assert_eq!(a.len(), 3);
+        assert_eq!((a[0].sample, a[0].code), (0, 22));
+        assert_eq!(a[0].aux.as_deref(), Some("## time resolution: 128"));
+        assert_eq!((a[1].sample, a[1].symbol), (46, "N"));
+        assert_eq!(a[2].sample, 46 + 66);
+        // A beat that would fall before the record start is an error.
+        let early = [0, 236, 255, 255, 255, 255, 0, 4, 0, 0];
+        let e = read_annotations("x.atr", &early).unwrap_err().to_string();
+        assert!(e.contains("before the record start"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,502 @@
+//! Per-beat features that judge each beat against its own patient: timing
+//! against the patient's normal rhythm, shape against the patient's dominant
+//! beat, atrial activity before the QRS and the rhythm the beat sits in.
+//!
+//! Inter-patient beat classification fails where a model learns one patient's
+//! shapes and rates; everything here is a ratio to the same record's normal
+//! beats, or a correlation with them, or a time in seconds, so it carries to
+//! patients, devices, gains and sampling rates the model never saw. The lead
+//! is the band-passed one at the model rate; every duration is in seconds.
+//!
+//! **The dominant beat** is not the plain median beat (an ectopic-heavy
+//! record, bigeminy or a run of atrial premature beats, shapes that): among up
+//! to [`TEMPLATE_CANDIDATES`] beats spread over the record, the one with the
+//! most look-alikes (QRS correlation >= [`SIMILAR`]) among the beats that are
+//! not premature seeds it, and the template is the sample-wise median of those
+//! look-alikes. **The normal RR** is the median previous RR of the same beats,
+//! so a record where most beats come early still has the right yardstick.
+//!
+//! Atrial activity: an atrial premature beat has a P wave (earlier, often of
+//! another shape); atrial fibrillation has none, and irregular RR around it.
+//! `p_corr` (the P-wave region against the template's), `p_rms_rel`, and the
+//! neighbours' mean `p_corr` and RR irregularity carry that evidence.
+
+use super::rr::RrFeatures;
+
+/// Feature names, in [`beat_features`] order.
+pub const NAMES: [&str; FEATURES] = [
+    "pre_normal",
+    "post_normal",
+    "local_normal",
+    "post_pre",
+    "prev_pre_local",
+    "next_pre_local",
+    "rr_irregularity",
+    "premature_share",
+    "qrs_corr",
+    "window_corr",
+    "p_corr",
+    "log_amplitude_rel",
+    "p_rms_rel",
+    "qrs_width_s",
+    "qrs_width_rel",
+    "difference_rms",
+    "neighbour_p_corr",
+    "prev_qrs_corr",
+    "w00",
+    "w01",
+    "w02",
+    "w03",
+    "w04",
+    "w05",
+    "w06",
+    "w07",
+    "w08",
+    "w09",
+    "w10",
+    "w11",
+    "w12",
+    "w13",
+    "w14",
+    "w15",
+    "w16",
+    "w17",
+    "w18",
+    "w19",
+    "w20",
+    "w21",
+    "w22",
+    "w23",
+    "d00",
+    "d01",
+    "d02",
+    "d03",
+    "d04",
+    "d05",
+    "d06",
+    "d07",
+    "d08",
+    "d09",
+    "d10",
+    "d11",
+    "d12",
+    "d13",
+    "d14",
+    "d15",
+    "d16",
+    "d17",
+    "d18",
+    "d19",
+    "d20",
+    "d21",
+    "d22",
+    "d23",
+];
+
+/// Number of features per beat.
+pub const FEATURES: usize = 18 + 2 * WAVE_POINTS;
+
+/// Waveform points per beat (`w..`: the beat, `d..`: the beat minus the
+/// template, both over the template's QRS amplitude), every [`WAVE_STEP_S`]
+/// from [`WAVE_FROM_S`].
+pub const WAVE_POINTS: usize = 24;
+pub const WAVE_FROM_S: f64 = -0.2;
+pub const WAVE_STEP_S: f64 = 0.025;
+
+/// Most beats considered for the dominant beat (evenly spaced).
+pub const TEMPLATE_CANDIDATES: usize = 240;
+/// QRS correlation of two beats of one shape.
+pub const SIMILAR: f64 = 0.9;
+/// A beat whose previous RR is under this share of the local mean is premature.
+pub const PREMATURE: f64 = 0.9;
+/// Beats either side that make a beat's rhythm context.
+pub const CONTEXT_BEATS: usize = 10;
+
+/// Window around each peak, seconds.
+const BEFORE_S: f64 = 0.25;
+const AFTER_S: f64 = 0.45;
+/// QRS region, seconds around the peak.
+const QRS: (f64, f64) = (-0.08, 0.12);
+/// P-wave region.
+const P_WAVE: (f64, f64) = (-0.23, -0.09);
+/// Region the QRS width is measured in.
+const WIDTH: (f64, f64) = (-0.15, 0.15);
+
+/// The features of every beat at `peaks` (samples of `x`, at `rate` Hz,
+/// ascending) with `rr` its [`RrFeatures`] (one per peak). A record with fewer
+/// than two beats gives zeros.
+pub fn beat_features(
+    x: &[f64],
+    rate: f64,
+    peaks: &[usize],
+    rr: &[RrFeatures],
+) -> Vec<[f32; FEATURES]> {
+    let n = peaks.len();
+    if n < 2 || rr.len() != n || x.is_empty() || !(rate > 0.0) {
+        return vec![[0.0; FEATURES]; n];
+    }
+    let geometry = Geometry::new(rate);
+    let windows: Vec<Vec<f64>> = peaks.iter().map(|&p| geometry.window(x, p)).collect();
+    let pre_local: Vec<f64> = rr.iter().map(|r| ratio(r.pre, r.local)).collect();
+    let dominant = Dominant::find(&windows, &pre_local, rr, &geometry);
+    let t = &dominant.template;
+    let amplitude = peak_to_peak(geometry.qrs(t)).max(1e-9);
+    let t_width = geometry.qrs_width(t);
+    let t_p_rms = rms(geometry.p_wave(t)).max(1e-9);
+    let qrs_corr: Vec<f64> = windows
+        .iter()
+        .map(|w| correlation(geometry.qrs(w), geometry.qrs(t)))
+        .collect();
+    let p_corr: Vec<f64> = windows
+        .iter()
+        .map(|w| correlation(geometry.p_wave(w), geometry.p_wave(t)))
+        .collect();
+    (0..n)
+        .map(|i| {
+            let w = &windows[i];
+            let r = &rr[i];
+            let normal = dominant.rr_s;
+            let (from, to) = (
+                i.saturating_sub(CONTEXT_BEATS),
+                (i + CONTEXT_BEATS + 1).min(n),
+            );
+            let changes: Vec<f64> = (from.max(1)..to)
+                .map(|k| (rr[k].pre - rr[k - 1].pre).abs())
+                .collect();
+            let premature = (from..to).filter(|&k| pre_local[k] < PREMATURE).count();
+            let neighbours: Vec<f64> = (i.saturating_sub(4)..(i + 5).min(n))
+                .filter(|&k| k != i)
+                .map(|k| p_corr[k])
+                .collect();
+            let width = geometry.qrs_width(w);
+            let difference: Vec<f64> = w.iter().zip(t).map(|(a, b)| a - b).collect();
+            let mut f = [0.0f32; FEATURES];
+            let head = [
+                ratio(r.pre, normal),
+                ratio(r.post, normal),
+                ratio(r.local, normal),
+                ratio(r.post, r.pre),
+                pre_local[i.saturating_sub(1)],
+                pre_local[(i + 1).min(n - 1)],
+                ratio(median(&changes), r.local),
+                premature as f64 / (to - from) as f64,
+                qrs_corr[i],
+                correlation(w, t),
+                p_corr[i],
+                (peak_to_peak(geometry.qrs(w)).max(1e-9) / amplitude)
+                    .ln()
+                    .clamp(-4.0, 4.0),
+                (rms(geometry.p_wave(w)).max(1e-9) / t_p_rms)
+                    .ln()
+                    .clamp(-4.0, 4.0),
+                width,
+                ratio(width, t_width),
+                rms(&difference) / amplitude,
+                mean(&neighbours),
+                qrs_corr[i.saturating_sub(1)],
+            ];
+            for (slot, v) in f.iter_mut().zip(head) {
+                *slot = v as f32;
+            }
+            for k in 0..WAVE_POINTS {
+                let at = geometry.wave_index(k);
+                f[18 + k] = (w[at] / amplitude).clamp(-8.0, 8.0) as f32;
+                f[18 + WAVE_POINTS + k] = (difference[at] / amplitude).clamp(-8.0, 8.0) as f32;
+            }
+            f
+        })
+        .collect()
+}
+
+/// Sample offsets of the regions at one rate.
+struct Geometry {
+    rate: f64,
+    before: usize,
+    len: usize,
+}
+
+impl Geometry {
+    fn new(rate: f64) -> Self {
+        let before = (BEFORE_S * rate).round() as usize;
+        let after = (AFTER_S * rate).round() as usize;
+        Geometry {
+            rate,
+            before,
+            len: before + after,
+        }
+    }
+
+    /// The window around `p`, its mean removed (edges repeat the end samples).
+    fn window(&self, x: &[f64], p: usize) -> Vec<f64> {
+        let last = x.len() - 1;
+        let mut w: Vec<f64> = (0..self.len)
+            .map(|k| x[(p + k).saturating_sub(self.before).min(last)])
+            .collect();
+        let m = mean(&w);
+        w.iter_mut().for_each(|v| *v -= m);
+        w
+    }
+
+    fn index(&self, t: f64) -> usize {
+        ((self.before as f64 + t * self.rate).round().max(0.0) as usize).min(self.len - 1)
+    }
+
+    fn region<'a>(&self, w: &'a [f64], (from, to): (f64, f64)) -> &'a [f64] {
+        &w[self.index(from)..=self.index(to)]
+    }
+
+    fn qrs<'a>(&self, w: &'a [f64]) -> &'a [f64] {
+        self.region(w, QRS)
+    }
+
+    fn p_wave<'a>(&self, w: &'a [f64]) -> &'a [f64] {
+        self.region(w, P_WAVE)
+    }
+
+    fn wave_index(&self, k: usize) -> usize {
+        self.index(WAVE_FROM_S + k as f64 * WAVE_STEP_S)
+    }
+
+    /// Seconds between 10 % and 90 % of the slope energy around the peak: wide
+    /// for a ventricular beat, narrow for one conducted normally.
+    fn qrs_width(&self, w: &[f64]) -> f64 {
+        let r = self.region(w, WIDTH);
+        let energy: Vec<f64> = r.windows(2).map(|p| (p[1] - p[0]).powi(2)).collect();
+        let total: f64 = energy.iter().sum();
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let (mut acc, mut lo, mut hi) = (0.0, None, 0);
+        for (k, e) in energy.iter().enumerate() {
+            acc += e;
+            if lo.is_none() && acc >= 0.1 * total {
+                lo = Some(k);
+            }
+            if acc <= 0.9 * total {
+                hi = k + 1;
+            }
+        }
+        hi.saturating_sub(lo.unwrap_or(0)) as f64 / self.rate
+    }
+}
+
+/// The record's dominant beat and its normal RR.
+struct Dominant {
+    template: Vec<f64>,
+    rr_s: f64,
+}
+
+impl Dominant {
+    fn find(windows: &[Vec<f64>], pre_local: &[f64], rr: &[RrFeatures], g: &Geometry) -> Self {
+        let step = windows.len().div_ceil(TEMPLATE_CANDIDATES).max(1);
+        let picked: Vec<usize> = (0..windows.len()).step_by(step).collect();
+        let similar: Vec<Vec<bool>> = picked
+            .iter()
+            .map(|&a| {
+                picked
+                    .iter()
+                    .map(|&b| correlation(g.qrs(&windows[a]), g.qrs(&windows[b])) >= SIMILAR)
+                    .collect()
+            })
+            .collect();
+        let regular = |k: usize| pre_local[picked[k]] >= PREMATURE;
+        let seed = (0..picked.len())
+            .max_by_key(|&a| {
+                let alike = (0..picked.len()).filter(|&b| similar[a][b]);
+                (alike.clone().filter(|&b| regular(b)).count(), alike.count())
+            })
+            .unwrap_or(0);
+        let alike: Vec<usize> = (0..picked.len()).filter(|&b| similar[seed][b]).collect();
+        let regular_alike: Vec<usize> = alike.iter().copied().filter(|&b| regular(b)).collect();
+        let members: Vec<usize> = if regular_alike.len() >= 8 {
+            regular_alike
+        } else {
+            alike
+        }
+        .into_iter()
+        .map(|k| picked[k])
+        .collect();
+        let template = (0..g.len)
+            .map(|s| median(&members.iter().map(|&m| windows[m][s]).collect::<Vec<_>>()))
+            .collect();
+        let rr_members: Vec<f64> = members.iter().map(|&m| rr[m].pre).collect();
+        let rr_s = match median(&rr_members) {
+            v if v > 0.0 => v,
+            _ => rr[0].record,
+        };
+        Dominant { template, rr_s }
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 && a.is_finite() {
+        (a / b).min(10.0)
+    } else {
+        1.0
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+fn rms(v: &[f64]) -> f64 {
+    let m = mean(v);
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt()
+}
+
+fn peak_to_peak(v: &[f64]) -> f64 {
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    if hi >= lo {
+        hi - lo
+    } else {
+        0.0
+    }
+}
+
+/// Pearson correlation (0 when either side is flat).
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let (ma, mb) = (mean(a), mean(b));
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (x - ma, y - mb);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa > 0.0 && bb > 0.0 {
+        ab / (aa * bb).sqrt()
+    } else {
+        0.0
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::rr::rr_features;
+
+    /// A beat: a narrow QRS (or a wide one) and a P wave 0.16 s before it.
+    fn beat(x: &mut [f64], at: usize, rate: f64, wide: bool, p_wave: bool) {
+        let bump = |x: &mut [f64], centre: f64, width: f64, height: f64| {
+            for (i, v) in x.iter_mut().enumerate() {
+                let t = (i as f64 - centre) / rate;
+                *v += height * (-(t / width).powi(2)).exp();
+            }
+        };
+        let c = at as f64;
+        if wide {
+            bump(x, c, 0.04, -1.5);
+        } else {
+            bump(x, c, 0.012, 1.0);
+        }
+        if p_wave {
+            bump(x, c - 0.16 * rate, 0.02, 0.15);
+        }
+    }
+
+    fn record(rate: f64) -> (Vec<f64>, Vec<usize>, Vec<&'static str>) {
+        // Sinus at 0.8 s; beat 10 is an atrial premature beat (early, with P),
+        // beat 20 a ventricular one (early, wide, no P).
+        let mut peaks = Vec::new();
+        let mut kinds = Vec::new();
+        let mut t = 0.5;
+        for k in 0..40 {
+            let (gap, kind) = match k {
+                10 => (0.5, "S"),
+                11 => (1.1, "N"),
+                20 => (0.5, "V"),
+                21 => (1.1, "N"),
+                _ => (0.8, "N"),
+            };
+            t += gap;
+            peaks.push((t * rate) as usize);
+            kinds.push(kind);
+        }
+        let mut x = vec![0.0; ((t + 1.0) * rate) as usize];
+        for (&p, &k) in peaks.iter().zip(&kinds) {
+            beat(&mut x, p, rate, k == "V", k != "V");
+        }
+        (x, peaks, kinds)
+    }
+
+    fn column(f: &[[f32; FEATURES]], name: &str) -> Vec<f32> {
+        let j = NAMES.iter().position(|n| *n == name).unwrap();
+        f.iter().map(|r| r[j]).collect()
+    }
+
+    #[test]
+    fn premature_beats_and_wide_beats_stand_out() {
+        for rate in [128.0, 360.0, 500.0] {
+            let (x, peaks, _) = record(rate);
+            let rr = rr_features(&peaks, rate, 10);
+            let f = beat_features(&x, rate, &peaks, &rr);
+            assert_eq!(f.len(), peaks.len());
+            assert!(f.iter().flatten().all(|v| v.is_finite()));
+            let pre = column(&f, "pre_normal");
+            assert!((pre[5] - 1.0).abs() < 0.05, "{rate}: {}", pre[5]);
+            assert!(pre[10] < 0.7 && pre[20] < 0.7, "{rate}: {pre:?}");
+            let qrs = column(&f, "qrs_corr");
+            assert!(qrs[10] > 0.95, "{rate}: S beat QRS corr {}", qrs[10]);
+            assert!(qrs[20] < 0.5, "{rate}: V beat QRS corr {}", qrs[20]);
+            let width = column(&f, "qrs_width_rel");
+            assert!(
+                width[20] > 1.5 && (width[5] - 1.0).abs() < 0.2,
+                "{rate}: {width:?}"
+            );
+            let p = column(&f, "p_corr");
+            assert!(p[5] > 0.9, "{rate}: {}", p[5]);
+        }
+    }
+
+    #[test]
+    fn the_dominant_beat_survives_bigeminy() {
+        // Every other beat ventricular: the template must still be the narrow beat.
+        let rate = 250.0;
+        let mut peaks = Vec::new();
+        let mut t = 0.5;
+        for k in 0..60 {
+            t += if k % 2 == 0 { 1.1 } else { 0.5 };
+            peaks.push((t * rate) as usize);
+        }
+        let mut x = vec![0.0; ((t + 1.0) * rate) as usize];
+        for (k, &p) in peaks.iter().enumerate() {
+            beat(&mut x, p, rate, k % 2 == 1, k % 2 == 0);
+        }
+        let rr = rr_features(&peaks, rate, 10);
+        let f = beat_features(&x, rate, &peaks, &rr);
+        let qrs = column(&f, "qrs_corr");
+        assert!(qrs[10] > 0.95 && qrs[11] < 0.5, "{} {}", qrs[10], qrs[11]);
+        // The normal RR is the narrow beats' previous RR (1.1 s).
+        let pre = column(&f, "pre_normal");
+        assert!((pre[10] - 1.0).abs() < 0.05, "{}", pre[10]);
+    }
+
+    #[test]
+    fn too_few_beats_give_zeros() {
+        let rr = rr_features(&[10], 360.0, 10);
+        assert_eq!(
+            beat_features(&[0.0; 100], 360.0, &[10], &rr),
+            vec![[0.0; FEATURES]]
+        );
+        assert!(beat_features(&[], 360.0, &[], &[]).is_empty());
+    }
+}
