@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use ecg_serve::model::{BeatPreprocessing, SegmentPreprocessing};
-use ecg_serve::train::beat_stack::{self, BeatStackOptions};
+use ecg_serve::train::beat_mlp::{self, BeatMlpOptions};
 use ecg_serve::train::data::{BEAT_VALIDATION, DEFAULT_VALIDATION};
 use ecg_serve::train::experiment::{SplitKind, TrainOptions};
 use ecg_serve::train::model::AttentionNetConfig;
@@ -140,11 +140,16 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         target_specificity: f64,
     },
-    /// Train the beat model (AAMI N, S, V, F, Q per detected beat), export, evaluate.
-    Beat {
+    /// Train the beat model (AAMI N, S, V, F, Q per detected beat): a small
+    /// network on per-beat features, on DS1 + svdb, every choice by record-wise
+    /// cross-validation, then DS2 once; export ONNX + card.
+    Beat(BeatMlpOptions),
+    /// Train the beat morphology network of ecg-beat 1 (CNN + attention on the
+    /// beat window beside the record's template, and RR features; DS1 only).
+    BeatNet {
         #[command(flatten)]
         common: Common,
-        #[arg(long, default_value = "ecg-beat")]
+        #[arg(long, default_value = "ecg-beat-net")]
         name: String,
         #[arg(long, default_value_t = 10)]
         epochs: usize,
@@ -172,11 +177,6 @@ enum Command {
     /// features (fitted on the network's training records), built into a new
     /// ONNX graph and card; prints validation and test metrics of both.
     Stack(StackOptions),
-    /// The beat model 2: the beat network stacked with a small network on its
-    /// logits and on per-beat features against the patient's own beats, trained
-    /// on svdb and the network's validation records, chosen by record-wise
-    /// cross-validation; then DS2, once.
-    BeatStack(BeatStackOptions),
     /// Measure a trained model (ONNX Runtime) on its card's test records.
     Evaluate {
         /// The .onnx file; its card is the .json beside it.
@@ -226,7 +226,7 @@ fn main() -> anyhow::Result<()> {
                 .with_target_specificity(target_specificity);
             segment::run(&opts, prep)?;
         }
-        Command::Beat {
+        Command::BeatNet {
             common,
             name,
             epochs,
@@ -259,8 +259,8 @@ fn main() -> anyhow::Result<()> {
         Command::Stack(opts) => {
             stack::run(&opts)?;
         }
-        Command::BeatStack(opts) => {
-            beat_stack::run(&opts)?;
+        Command::Beat(opts) => {
+            beat_mlp::run(&opts)?;
         }
         Command::Evaluate {
             model,

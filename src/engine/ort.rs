@@ -195,8 +195,9 @@ impl ModelOutputs {
 impl OrtModel {
     /// Runs `batch` inputs of `shape_tail` (e.g. `[1, 3600]`) flattened in `input`
     /// and, for a model with a second input (the beat model's `features`), `batch`
-    /// rows of `features` (empty for a model without one); the outputs `logits`
-    /// and `attention` come back.
+    /// rows of `features` (empty for a model without one; a model of features
+    /// alone gets an empty `input`); the outputs `logits` and, where the model
+    /// has it, `attention` come back (none: `tokens` 0).
     pub fn run(
         &mut self,
         input: &[f32],
@@ -207,11 +208,16 @@ impl OrtModel {
         let run = |e: ort::Error| EngineError::Run(e.to_string());
         let mut shape = vec![batch];
         shape.extend_from_slice(shape_tail);
-        let tensor = TensorRef::from_array_view((shape, input)).map_err(run)?;
+        let width = features.len() / batch.max(1);
         let outputs = if features.is_empty() {
+            let tensor = TensorRef::from_array_view((shape, input)).map_err(run)?;
             self.session.run(ort::inputs![tensor])
+        } else if input.is_empty() {
+            // A model of features alone (the beat model 2).
+            let extra = TensorRef::from_array_view(([batch, width], features)).map_err(run)?;
+            self.session.run(ort::inputs!["features" => extra])
         } else {
-            let width = features.len() / batch.max(1);
+            let tensor = TensorRef::from_array_view((shape, input)).map_err(run)?;
             let extra = TensorRef::from_array_view(([batch, width], features)).map_err(run)?;
             self.session
                 .run(ort::inputs!["signal" => tensor, "features" => extra])
@@ -226,7 +232,11 @@ impl OrtModel {
             Ok((data.to_vec(), width))
         };
         let (logits, classes) = extract("logits")?;
-        let (attention, tokens) = extract("attention")?;
+        // Optional: a model of features alone has no attention.
+        let (attention, tokens) = match outputs.get("attention") {
+            Some(_) => extract("attention")?,
+            None => (Vec::new(), 0),
+        };
         Ok(ModelOutputs {
             logits,
             classes,

@@ -187,7 +187,9 @@ pub struct ModelCard {
     pub labels: Vec<String>,
     pub input: TensorSpec,
     pub outputs: Vec<TensorSpec>,
-    pub attention: AttentionMap,
+    /// Where the model's `attention` output points (models without one: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<AttentionMap>,
     pub split: Split,
     /// The training configuration, as the trainer saved it.
     pub training: TrainingRecord,
@@ -245,14 +247,21 @@ impl ModelCard {
             path: path.to_path_buf(),
             source,
         })?;
-        if let ModelKind::Beat(b) = &card.kind {
-            b.preprocessing
-                .beat
-                .feature_columns()
-                .map_err(|message| CardError::Invalid {
-                    path: path.to_path_buf(),
-                    message,
-                })?;
+        let invalid = |message: String| CardError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        match &card.kind {
+            ModelKind::Beat(b) => {
+                b.preprocessing.beat.feature_columns().map_err(invalid)?;
+            }
+            ModelKind::Segment(_) if card.attention.is_none() => {
+                return Err(invalid(
+                    "a segment model needs its `attention` map (segments answer with attention)"
+                        .into(),
+                ));
+            }
+            ModelKind::Segment(_) => {}
         }
         Ok(card)
     }

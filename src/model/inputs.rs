@@ -195,7 +195,9 @@ fn beat_inputs(
         })
         .collect();
     Ok(BeatInputs {
-        windows: if beat.template {
+        windows: if beat.samples() == 0 {
+            Vec::new()
+        } else if beat.template {
             beat_windows_with_template(filtered, &at_model_rate, b, a)
         } else {
             beat_windows(filtered, &at_model_rate, b, a)

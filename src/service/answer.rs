@@ -268,14 +268,14 @@ fn beats(
             });
             let attention = labelled
                 .filter(|_| include.beat_attention)
-                .map(|(b, kind)| {
+                .and_then(|(b, kind)| {
                     let pre = &kind.preprocessing;
-                    BeatAttention {
+                    Some(BeatAttention {
                         start_s: s as f64 / fs
                             - pre.beat.before_samples as f64 / pre.sample_rate_hz,
-                        token_s: b.card.attention.token_s,
+                        token_s: b.card.attention.as_ref()?.token_s,
                         weights: b.outputs.attention_row(i).to_vec(),
-                    }
+                    })
                 });
             Beat {
                 sample: s,
@@ -373,7 +373,8 @@ fn segments(
                 label: card.labels[chosen].clone(),
                 probabilities: card.labels.iter().cloned().zip(p).collect(),
                 attention: Attention {
-                    token_s: card.attention.token_s,
+                    // A segment card without one is refused when it is read.
+                    token_s: card.attention.as_ref().map_or(0.0, |a| a.token_s),
                     weights: outputs.attention_row(i).to_vec(),
                 },
             }

@@ -219,10 +219,11 @@ impl EnginePool {
             let out = s
                 .run(&warm, 1, &shape_tail, &warm_features)
                 .map_err(|e| format!("warm-up inference failed: {e}"))?;
-            if out.classes != card.labels.len() || out.tokens != card.attention.tokens {
+            let tokens = card.attention.as_ref().map_or(0, |a| a.tokens);
+            if out.classes != card.labels.len() || out.tokens != tokens {
                 return Err(format!(
-                    "the model's outputs ({} classes, {} tokens) do not match its card ({} labels, {} tokens)",
-                    out.classes, out.tokens, card.labels.len(), card.attention.tokens
+                    "the model's outputs ({} classes, {} attention tokens) do not match its card ({} labels, {tokens} tokens)",
+                    out.classes, out.tokens, card.labels.len()
                 ));
             }
         }

@@ -171,11 +171,11 @@ pub fn model_card(
                     .into(),
             },
         ],
-        attention: AttentionMap {
+        attention: Some(AttentionMap {
             tokens: m.tokens(),
             samples_per_token: spt,
             token_s: spt as f64 / specifics.kind.sample_rate_hz(),
-        },
+        }),
         kind: specifics.kind,
         split,
         training: TrainingRecord {

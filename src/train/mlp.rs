@@ -1,5 +1,5 @@
 //! A small multi-layer perceptron on standardised tabular features: the beat
-//! model's stacked layer ([`super::beat_stack`]).
+//! model's stacked layer ([`super::beat_mlp`]).
 //!
 //! Written out here rather than with burn because this network is two hidden
 //! layers on ~80 numbers, and what the beat model needs of it is to be

@@ -2,12 +2,12 @@
 //! evaluation and ONNX export, in the four-way split of burn's guide ([`data`],
 //! [`model`], [`training`], [`inference`]), then the commands: [`segment`] and
 //! [`beat`] (each builds on [`experiment`], what they share, and neither imports
-//! the other), [`evaluate`], [`stack`] (with [`logistic`]), [`beat_stack`] (with [`mlp`]); plus the ONNX writer
+//! the other), [`evaluate`], [`stack`] (with [`logistic`]), [`beat_mlp`] (with [`mlp`]); plus the ONNX writer
 //! ([`onnx`]) and the [`metrics`]. Behind the `train` feature so the server
 //! builds without burn.
 
 pub mod beat;
-pub mod beat_stack;
+pub mod beat_mlp;
 pub mod data;
 pub mod evaluate;
 pub mod experiment;

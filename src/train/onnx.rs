@@ -299,23 +299,31 @@ pub fn export(net: &AttentionNet, cfg: &AttentionNetConfig, name: &str, version:
         ],
         ..Default::default()
     };
-    let model = proto::ModelProto {
+    model_proto(
+        graph,
+        format!(
+            "{name} {version}: CNN + {}-head self-attention ECG classifier ({} classes)",
+            cfg.heads, cfg.classes
+        ),
+    )
+    .encode_to_vec()
+}
+
+/// A model of `graph` at [`OPSET`], produced by ecg-train.
+fn model_proto(graph: proto::GraphProto, doc: String) -> proto::ModelProto {
+    proto::ModelProto {
         ir_version: Some(IR_VERSION),
         producer_name: Some("ecg-train".into()),
         producer_version: Some(env!("CARGO_PKG_VERSION").into()),
         model_version: Some(1),
-        doc_string: Some(format!(
-            "{name} {version}: CNN + {}-head self-attention ECG classifier ({} classes)",
-            cfg.heads, cfg.classes
-        )),
+        doc_string: Some(doc),
         opset_import: vec![proto::OperatorSetIdProto {
             domain: Some(String::new()),
             version: Some(OPSET),
         }],
         graph: Some(graph),
         ..Default::default()
-    };
-    model.encode_to_vec()
+    }
 }
 
 /// The class-logit output of every exported graph.
@@ -411,70 +419,22 @@ pub fn add_feature_logit(
     Ok(model.encode_to_vec())
 }
 
-/// The beat model's stacked graph: `base` (a network with inputs `signal` and
-/// `features` of `rr_width` columns) now takes `features` of `width` columns
-/// and reads its first `rr_width` through a Slice; its logits, then the
-/// features, are standardised as `mlp` was (columns `keep` leaves out are
-/// multiplied by zero) and pass the dense layers, with ReLU between, into
-/// `logits`. The network's nodes and its `attention` output are unchanged.
-pub fn stack_dense(
-    base: &[u8],
-    rr_width: usize,
-    width: usize,
+/// The beat model 2 as an ONNX graph: input `features` `[batch, width]`,
+/// standardised as `mlp` was trained (columns `keep` leaves out are multiplied
+/// by zero), then the dense layers with ReLU between, into `logits`.
+pub fn export_mlp(
     mlp: &super::mlp::Mlp,
     keep: &[bool],
     name: &str,
     version: &str,
 ) -> anyhow::Result<Vec<u8>> {
-    use anyhow::{ensure, Context};
-    let mut model = proto::ModelProto::decode(base).context("not an ONNX model")?;
-    let graph = model
-        .graph
-        .as_mut()
-        .context("the ONNX model has no graph")?;
-    let input = graph
-        .input
-        .iter_mut()
-        .find(|i| i.name.as_deref() == Some("features"))
-        .context("the network has no `features` input")?;
-    ensure!(
-        dim(input, 1) == Some(rr_width as i64),
-        "the network's `features` input is not {rr_width} wide"
-    );
-    *input = value_info("features", &[None, Some(width as i64)]);
-    let classes = mlp.mean.len() - width;
-    ensure!(
+    anyhow::ensure!(
         keep.len() == mlp.mean.len(),
-        "the layer reads {} columns, the mask has {}",
+        "the network reads {} columns, the mask has {}",
         mlp.mean.len(),
         keep.len()
     );
-    const NET_FEATURES: &str = "net.features";
-    for node in graph.node.iter_mut() {
-        for i in node.input.iter_mut().filter(|i| *i == "features") {
-            *i = NET_FEATURES.into();
-        }
-        for o in node.output.iter_mut().filter(|o| *o == LOGITS) {
-            *o = NET_LOGITS.into();
-        }
-    }
-    let mut head = Graph::default();
-    let starts = head.int64("net.features.starts", &[0]);
-    let ends = head.int64("net.features.ends", &[rr_width as i64]);
-    let axes = head.int64("net.features.axes", &[1]);
-    head.node(
-        "Slice",
-        &["features", &starts, &ends, &axes],
-        NET_FEATURES,
-        vec![],
-    );
     let mut g = Graph::default();
-    let row = g.node(
-        "Concat",
-        &[NET_LOGITS, "features"],
-        "stack.row",
-        vec![attr_int("axis", 1)],
-    );
     let (mean, scale): (Vec<f32>, Vec<f32>) = mlp
         .mean
         .iter()
@@ -483,53 +443,41 @@ pub fn stack_dense(
         .map(|((&m, &s), &k)| if k { (m, s) } else { (0.0, 0.0) })
         .unzip();
     let n = mean.len() as i64;
-    let mean = g.float("stack.mean", vec![n], mean);
-    let scale = g.float("stack.inv_std", vec![n], scale);
-    let centred = g.node("Sub", &[&row, &mean], "stack.centred", vec![]);
-    let mut x = g.node("Mul", &[&centred, &scale], "stack.standardised", vec![]);
+    let mean = g.float("mean", vec![n], mean);
+    let scale = g.float("inv_std", vec![n], scale);
+    let centred = g.node("Sub", &["features", &mean], "centred", vec![]);
+    let mut x = g.node("Mul", &[&centred, &scale], "standardised", vec![]);
+    let classes = mlp.layers.last().map_or(0, |l| l.outputs);
     for (i, layer) in mlp.layers.iter().enumerate() {
         let w = g.float(
-            &format!("stack.dense{i}.weight"),
+            &format!("dense{i}.weight"),
             vec![layer.inputs as i64, layer.outputs as i64],
             layer.weights.clone(),
         );
         let b = g.float(
-            &format!("stack.dense{i}.bias"),
+            &format!("dense{i}.bias"),
             vec![layer.outputs as i64],
             layer.bias.clone(),
         );
-        let y = g.node(
-            "MatMul",
-            &[&x, &w],
-            &format!("stack.dense{i}.matmul"),
-            vec![],
-        );
+        let y = g.node("MatMul", &[&x, &w], &format!("dense{i}.matmul"), vec![]);
         let last = i + 1 == mlp.layers.len();
         let out = if last {
             LOGITS.to_string()
         } else {
-            format!("stack.dense{i}")
+            format!("dense{i}")
         };
         x = g.node("Add", &[&y, &b], &out, vec![]);
         if !last {
             x = g.relu(&x);
         }
     }
-    ensure!(
-        mlp.layers.last().map(|l| l.outputs) == Some(classes),
-        "the layer's outputs do not match the network's {classes} classes"
-    );
-    let mut nodes = head.nodes;
-    nodes.append(&mut graph.node);
-    nodes.extend(g.nodes);
-    graph.node = nodes;
-    graph.initializer.extend(head.initializers);
-    graph.initializer.extend(g.initializers);
-    graph.name = Some(format!("{name} {version}"));
-    let doc = model.doc_string.get_or_insert_with(String::new);
-    doc.push_str(&format!(
-        "; {name} {version}: the network's logits and {width} features through a {}-layer stacked network (ecg-train beat-stack)",
-        mlp.layers.len()
-    ));
-    Ok(model.encode_to_vec())
+    let graph = proto::GraphProto {
+        name: Some(format!("{name} {version}")),
+        node: g.nodes,
+        initializer: g.initializers,
+        input: vec![value_info("features", &[None, Some(n)])],
+        output: vec![value_info(LOGITS, &[None, Some(classes as i64)])],
+        ..Default::default()
+    };
+    Ok(model_proto(graph, format!("{name} {version}: standardised features through {} dense layers (ecg-train beat)", mlp.layers.len())).encode_to_vec())
 }
