@@ -137,9 +137,16 @@ async fn beats_are_labelled_compared_with_the_reference_and_served_as_csv() {
             })
             .unwrap();
         assert_eq!(label, *best, "{b}");
-        let w = b["attention"]["weights"].as_array().unwrap();
-        assert_eq!(w.len(), 21, "{b}");
+        // The beat model 2 reads features and has no attention: none, and a warning.
+        assert!(b.get("attention").is_none(), "{b}");
     }
+    let warned = v["warnings"].as_array().unwrap();
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("has no attention")),
+        "{warned:?}"
+    );
     assert_eq!(v["beat_model"]["name"], "ecg-beat");
     let r = &v["reference"];
     assert_eq!(r["reference_beats"], 2273, "{r}");

@@ -179,3 +179,56 @@ fn beat_model_trains_on_detected_beats_and_matches_onnx_runtime() {
         "{parity:?}"
     );
 }
+
+/// The beat model 2's path: record 100's beats with the shipped features, a
+/// two-member ensemble fitted twice (the same bytes: reproducible), exported
+/// as a graph of `features` alone, and ONNX Runtime agreeing with the fit.
+#[test]
+fn beat_features_network_is_reproducible_and_matches_onnx_runtime() {
+    use ecg_serve::model::card::sha256_hex;
+    use ecg_serve::train::beat_mlp::preprocessing;
+    use ecg_serve::train::data::record_beats;
+    use ecg_serve::train::inference::logits_onnx;
+    use ecg_serve::train::mlp::{Ensemble, Examples, MlpConfig};
+    let (rec, ann) = common::load(&common::fixtures().join("mitdb"), "100");
+    let prep = preprocessing();
+    let (set, _) = record_beats(&rec, &ann, &prep).unwrap();
+    assert_eq!(set.len(), 2273);
+    assert_eq!(
+        (set.window_len, set.n_features),
+        (0, prep.beat.features.len())
+    );
+    assert!(set.features.iter().all(|v| v.is_finite()));
+    let cfg = MlpConfig {
+        hidden: vec![16],
+        epochs: 2,
+        members: 2,
+        ..MlpConfig::default()
+    };
+    let data = Examples {
+        rows: &set.features,
+        width: set.n_features,
+        labels: &set.labels,
+        classes: 5,
+    };
+    let keep = vec![true; set.n_features];
+    let export = |e: &Ensemble| onnx::export_mlp(e, &keep, "tiny-mlp", "0.0.0").unwrap();
+    let fitted = Ensemble::fit(&data, &cfg);
+    let bytes = export(&fitted);
+    assert_eq!(
+        sha256_hex(&bytes),
+        sha256_hex(&export(&Ensemble::fit(&data, &cfg))),
+        "the same config gives the same model"
+    );
+    let runtime = Runtime::get().unwrap();
+    let mut session = runtime.session(&bytes, 1, Provider::Cpu).unwrap();
+    let graph = logits_onnx(&mut session, &set, 512).unwrap();
+    let here = fitted.logits(&set.features);
+    assert_eq!(graph.len(), here.len());
+    let diff = graph
+        .iter()
+        .zip(&here)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "ONNX Runtime vs the fit: {diff}");
+}

@@ -439,6 +439,14 @@ pub fn assemble(
                 .collect(),
         }
     });
+    let mut warnings = prep.warnings;
+    if let Some((b, _)) = beat.filter(|(b, _)| include.beat_attention && b.card.attention.is_none())
+    {
+        warnings.push(format!(
+            "include=beat_attention: the beat model {} {} reads per-beat features and has no attention; beats carry none",
+            b.card.name, b.card.version
+        ));
+    }
     Ok(PredictResponse {
         model: model_info(card),
         summary,
@@ -448,7 +456,7 @@ pub fn assemble(
         beats,
         record: prep.record,
         timing_ms: timing,
-        warnings: prep.warnings,
+        warnings,
         signal,
     })
 }

@@ -30,7 +30,7 @@ use super::data::{load_beats, SplitMix, WindowSet, DS1, DS2, MATCH_WINDOW_S, PAC
 use super::experiment::strings;
 use super::inference::logits_onnx;
 use super::metrics::MultiReport;
-use super::mlp::{Examples, Mlp, MlpConfig};
+use super::mlp::{Ensemble, Examples, MlpConfig};
 use super::onnx::export_mlp;
 use crate::engine::{softmax, Provider, Runtime};
 use crate::model::card::{
@@ -150,6 +150,23 @@ pub fn grid() -> Vec<Candidate> {
         MlpConfig {
             hidden: vec![128, 64],
             epochs: 20,
+            ..base.clone()
+        },
+    );
+    add(
+        "ensemble5",
+        all,
+        MlpConfig {
+            members: 5,
+            ..base.clone()
+        },
+    );
+    add(
+        "ensemble5-w0",
+        all,
+        MlpConfig {
+            members: 5,
+            class_weight_power: 0.0,
             ..base
         },
     );
@@ -200,10 +217,10 @@ fn rows(set: &WindowSet, idx: &[usize], keep: &[bool]) -> Vec<f32> {
     out
 }
 
-fn fit(set: &WindowSet, idx: &[usize], keep: &[bool], cfg: &MlpConfig, classes: usize) -> Mlp {
+fn fit(set: &WindowSet, idx: &[usize], keep: &[bool], cfg: &MlpConfig, classes: usize) -> Ensemble {
     let x = rows(set, idx, keep);
     let y: Vec<u8> = idx.iter().map(|&i| set.labels[i]).collect();
-    Mlp::fit(
+    Ensemble::fit(
         &Examples {
             rows: &x,
             width: set.n_features,
@@ -224,13 +241,30 @@ fn cross_validate(
     labels: &[&str],
 ) -> (MultiReport, Vec<u8>) {
     let keep = mask(candidate.inputs, names);
-    let mut predicted = vec![0u8; set.len()];
-    for f in 0..k {
+    let fold = |f: usize| {
         let (train, held): (Vec<usize>, Vec<usize>) = (0..set.len()).partition(|&i| folds[i] != f);
         let mlp = fit(set, &train, &keep, &candidate.mlp, labels.len());
         let logits = mlp.logits(&rows(set, &held, &keep));
-        for (&i, l) in held.iter().zip(logits.chunks(labels.len())) {
-            predicted[i] = argmax(l);
+        let predicted: Vec<u8> = logits.chunks(labels.len()).map(argmax).collect();
+        (held, predicted)
+    };
+    // Folds are independent: one thread per core, each fit single-threaded
+    // (the result does not depend on the thread count).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let results: Vec<(Vec<usize>, Vec<u8>)> = std::thread::scope(|scope| {
+        let fold = &fold;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| scope.spawn(move || (t..k).step_by(threads).map(fold).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut predicted = vec![0u8; set.len()];
+    for (held, p) in results {
+        for (i, c) in held.into_iter().zip(p) {
+            predicted[i] = c;
         }
     }
     (MultiReport::new(&predicted, &set.labels, labels), predicted)
@@ -305,11 +339,11 @@ fn dump(path: &Path, set: &WindowSet, folds: &[usize], names: &[String]) -> Resu
 }
 
 /// The training records: MIT-BIH (DS1 by default) and svdb, loaded.
-fn training_set(opts: &BeatMlpOptions, prep: &BeatPreprocessing) -> Result<(WindowSet, Vec<String>)> {
-    let mitdb = opts
-        .mitdb_records
-        .clone()
-        .unwrap_or_else(|| strings(&DS1));
+fn training_set(
+    opts: &BeatMlpOptions,
+    prep: &BeatPreprocessing,
+) -> Result<(WindowSet, Vec<String>)> {
+    let mitdb = opts.mitdb_records.clone().unwrap_or_else(|| strings(&DS1));
     if let Some(r) = mitdb
         .iter()
         .find(|r| DS2.contains(&r.as_str()) || PACED.contains(&r.as_str()))
@@ -356,7 +390,12 @@ pub fn run(opts: &BeatMlpOptions) -> Result<Option<PathBuf>> {
     let classes = labels.len();
     let (set, records) = training_set(opts, &prep)?;
     let assignment = record_folds(&records, opts.folds, opts.fold_seed);
-    let fold_of = |r: &str| assignment.iter().find(|(n, _)| n == r).map_or(0, |(_, f)| *f);
+    let fold_of = |r: &str| {
+        assignment
+            .iter()
+            .find(|(n, _)| n == r)
+            .map_or(0, |(_, f)| *f)
+    };
     let folds: Vec<usize> = set.records.iter().map(|r| fold_of(r)).collect();
     eprintln!(
         "{} beats, per class {:?}; {}-fold record-wise cross-validation",
@@ -368,10 +407,11 @@ pub fn run(opts: &BeatMlpOptions) -> Result<Option<PathBuf>> {
         dump(path, &set, &folds, &names)?;
     }
     let mut table = Vec::new();
-    for c in grid()
-        .into_iter()
-        .filter(|c| opts.only.as_ref().is_none_or(|o| c.name.contains(o.as_str())))
-    {
+    for c in grid().into_iter().filter(|c| {
+        opts.only
+            .as_ref()
+            .is_none_or(|o| c.name.contains(o.as_str()))
+    }) {
         let started = std::time::Instant::now();
         let (report, predicted) = cross_validate(&set, &folds, opts.folds, &c, &names, &labels);
         eprintln!(
@@ -403,8 +443,14 @@ pub fn run(opts: &BeatMlpOptions) -> Result<Option<PathBuf>> {
         .iter()
         .zip(&here)
         .map(|(a, b)| (a - b).abs() as f64)
-        .fold(0.0, |m: f64, d| if d.is_nan() { f64::INFINITY } else { m.max(d) });
-    ensure!(parity < 1e-3, "the graph differs from the fitted network by {parity}");
+        .fold(
+            0.0,
+            |m: f64, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
+        );
+    ensure!(
+        parity < 1e-3,
+        "the graph differs from the fitted network by {parity}"
+    );
     eprintln!(
         "parity: ONNX Runtime vs the fitted network, {} beats, max |logit diff| {parity:.2e}",
         sample.len()
@@ -417,7 +463,9 @@ pub fn run(opts: &BeatMlpOptions) -> Result<Option<PathBuf>> {
     let predicted = MultiReport::argmax(&probs, classes);
     let report = MultiReport::new(&predicted, &test.labels, &labels);
     print!("{}", report.table("DS2 (inter-patient test, run once)"));
-    let keep_232: Vec<usize> = (0..test.len()).filter(|&i| test.records[i] != "232").collect();
+    let keep_232: Vec<usize> = (0..test.len())
+        .filter(|&i| test.records[i] != "232")
+        .collect();
     let without_232 = MultiReport::new(
         &keep_232.iter().map(|&i| predicted[i]).collect::<Vec<_>>(),
         &keep_232.iter().map(|&i| test.labels[i]).collect::<Vec<_>>(),
@@ -457,7 +505,10 @@ pub fn run(opts: &BeatMlpOptions) -> Result<Option<PathBuf>> {
         "excluded": "paced records 102, 104, 107, 217; detections matching no reference beat; beats inside ventricular flutter episodes",
         "measured_with": format!("ecg-train beat (ONNX Runtime, {} DS2 beats, run once after the choice)", test.len()),
     });
-    std::fs::write(out.with_extension("report.json"), serde_json::to_string_pretty(&metrics)?)?;
+    std::fs::write(
+        out.with_extension("report.json"),
+        serde_json::to_string_pretty(&metrics)?,
+    )?;
     let card = card(opts, prep, &bytes, &records, &assignment, &chosen, metrics);
     let card_path = out.with_extension("json");
     card.write(&card_path)?;

@@ -31,6 +31,8 @@ pub struct MlpConfig {
     pub class_weight_power: f64,
     pub max_class_weight: f64,
     pub seed: u64,
+    /// Networks trained with seeds `seed`, `seed + 1`, ...; their logits are averaged.
+    pub members: usize,
 }
 
 impl Default for MlpConfig {
@@ -45,6 +47,7 @@ impl Default for MlpConfig {
             class_weight_power: 0.5,
             max_class_weight: 20.0,
             seed: 7,
+            members: 1,
         }
     }
 }
@@ -65,6 +68,46 @@ pub struct Mlp {
     /// 1 / standard deviation per input (1 for a constant column).
     pub inv_std: Vec<f32>,
     pub layers: Vec<Dense>,
+}
+
+/// Networks whose logits are averaged (one member: that network).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ensemble {
+    pub members: Vec<Mlp>,
+}
+
+impl Ensemble {
+    /// Trains `cfg.members` networks (seeds `cfg.seed + k`) on `data`.
+    pub fn fit(data: &Examples, cfg: &MlpConfig) -> Ensemble {
+        let members = (0..cfg.members.max(1) as u64)
+            .map(|k| {
+                Mlp::fit(
+                    data,
+                    &MlpConfig {
+                        seed: cfg.seed + k,
+                        ..cfg.clone()
+                    },
+                )
+            })
+            .collect();
+        Ensemble { members }
+    }
+
+    /// Mean logits of the members, flattened `[n * classes]`.
+    pub fn logits(&self, rows: &[f32]) -> Vec<f32> {
+        let mut sum: Vec<f32> = Vec::new();
+        for m in &self.members {
+            let l = m.logits(rows);
+            if sum.is_empty() {
+                sum = l;
+            } else {
+                sum.iter_mut().zip(&l).for_each(|(s, v)| *s += v);
+            }
+        }
+        let k = self.members.len().max(1) as f32;
+        sum.iter_mut().for_each(|s| *s /= k);
+        sum
+    }
 }
 
 /// Training examples: `rows` flattened `[n * width]`, `labels` class indices.

@@ -419,65 +419,84 @@ pub fn add_feature_logit(
     Ok(model.encode_to_vec())
 }
 
-/// The beat model 2 as an ONNX graph: input `features` `[batch, width]`,
-/// standardised as `mlp` was trained (columns `keep` leaves out are multiplied
-/// by zero), then the dense layers with ReLU between, into `logits`.
+/// The beat model 2 as an ONNX graph: input `features` `[batch, width]`;
+/// each member of `ensemble` standardises it as it was trained (columns `keep`
+/// leaves out are multiplied by zero) and runs its dense layers with ReLU
+/// between; `logits` is the members' mean.
 pub fn export_mlp(
-    mlp: &super::mlp::Mlp,
+    ensemble: &super::mlp::Ensemble,
     keep: &[bool],
     name: &str,
     version: &str,
 ) -> anyhow::Result<Vec<u8>> {
-    anyhow::ensure!(
-        keep.len() == mlp.mean.len(),
-        "the network reads {} columns, the mask has {}",
-        mlp.mean.len(),
-        keep.len()
-    );
     let mut g = Graph::default();
-    let (mean, scale): (Vec<f32>, Vec<f32>) = mlp
-        .mean
-        .iter()
-        .zip(&mlp.inv_std)
-        .zip(keep)
-        .map(|((&m, &s), &k)| if k { (m, s) } else { (0.0, 0.0) })
-        .unzip();
-    let n = mean.len() as i64;
-    let mean = g.float("mean", vec![n], mean);
-    let scale = g.float("inv_std", vec![n], scale);
-    let centred = g.node("Sub", &["features", &mean], "centred", vec![]);
-    let mut x = g.node("Mul", &[&centred, &scale], "standardised", vec![]);
-    let classes = mlp.layers.last().map_or(0, |l| l.outputs);
-    for (i, layer) in mlp.layers.iter().enumerate() {
-        let w = g.float(
-            &format!("dense{i}.weight"),
-            vec![layer.inputs as i64, layer.outputs as i64],
-            layer.weights.clone(),
+    let mut outputs = Vec::new();
+    let Some(first) = ensemble.members.first() else {
+        anyhow::bail!("an ensemble of no network");
+    };
+    let (width, classes) = (
+        first.mean.len(),
+        first.layers.last().map_or(0, |l| l.outputs),
+    );
+    for (k, mlp) in ensemble.members.iter().enumerate() {
+        anyhow::ensure!(
+            keep.len() == mlp.mean.len(),
+            "the network reads {} columns, the mask has {}",
+            mlp.mean.len(),
+            keep.len()
         );
-        let b = g.float(
-            &format!("dense{i}.bias"),
-            vec![layer.outputs as i64],
-            layer.bias.clone(),
+        let p = format!("m{k}.");
+        let (mean, scale): (Vec<f32>, Vec<f32>) = mlp
+            .mean
+            .iter()
+            .zip(&mlp.inv_std)
+            .zip(keep)
+            .map(|((&m, &s), &k)| if k { (m, s) } else { (0.0, 0.0) })
+            .unzip();
+        let n = mean.len() as i64;
+        let mean = g.float(&format!("{p}mean"), vec![n], mean);
+        let scale = g.float(&format!("{p}inv_std"), vec![n], scale);
+        let centred = g.node("Sub", &["features", &mean], &format!("{p}centred"), vec![]);
+        let mut x = g.node(
+            "Mul",
+            &[&centred, &scale],
+            &format!("{p}standardised"),
+            vec![],
         );
-        let y = g.node("MatMul", &[&x, &w], &format!("dense{i}.matmul"), vec![]);
-        let last = i + 1 == mlp.layers.len();
-        let out = if last {
-            LOGITS.to_string()
-        } else {
-            format!("dense{i}")
-        };
-        x = g.node("Add", &[&y, &b], &out, vec![]);
-        if !last {
-            x = g.relu(&x);
+        for (i, layer) in mlp.layers.iter().enumerate() {
+            let w = g.float(
+                &format!("{p}dense{i}.weight"),
+                vec![layer.inputs as i64, layer.outputs as i64],
+                layer.weights.clone(),
+            );
+            let b = g.float(
+                &format!("{p}dense{i}.bias"),
+                vec![layer.outputs as i64],
+                layer.bias.clone(),
+            );
+            let y = g.node("MatMul", &[&x, &w], &format!("{p}dense{i}.matmul"), vec![]);
+            x = g.node("Add", &[&y, &b], &format!("{p}dense{i}"), vec![]);
+            if i + 1 < mlp.layers.len() {
+                x = g.relu(&x);
+            }
         }
+        outputs.push(x);
     }
+    let refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let sum = g.node("Sum", &refs, "members.sum", vec![]);
+    let k = g.float("members.inverse", vec![1], vec![1.0 / outputs.len() as f32]);
+    g.node("Mul", &[&sum, &k], LOGITS, vec![]);
     let graph = proto::GraphProto {
         name: Some(format!("{name} {version}")),
         node: g.nodes,
         initializer: g.initializers,
-        input: vec![value_info("features", &[None, Some(n)])],
+        input: vec![value_info("features", &[None, Some(width as i64)])],
         output: vec![value_info(LOGITS, &[None, Some(classes as i64)])],
         ..Default::default()
     };
-    Ok(model_proto(graph, format!("{name} {version}: standardised features through {} dense layers (ecg-train beat)", mlp.layers.len())).encode_to_vec())
+    let doc = format!(
+        "{name} {version}: standardised features through {} dense networks, logits averaged (ecg-train beat)",
+        outputs.len()
+    );
+    Ok(model_proto(graph, doc).encode_to_vec())
 }
