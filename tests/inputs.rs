@@ -53,7 +53,7 @@ fn same_tensors(set: &WindowSet, at: &[usize], (windows, features): (&[f32], &[f
 #[test]
 fn trainer_and_server_build_the_same_tensors() {
     let (segment, beat) = (card("ecg-segment.json"), card("ecg-beat.json"));
-    let request = AnalysisRequest {
+    let request = || AnalysisRequest {
         parts: vec![part("hea", "100.hea"), part("dat", "100.dat")],
         read: ReadRequest {
             verify_checksums: true,
@@ -64,7 +64,7 @@ fn trainer_and_server_build_the_same_tensors() {
         warnings: Vec::new(),
         received: Instant::now(),
     };
-    let served = prepare(request, &segment, Some(&beat), 86_400.0)
+    let served = prepare(request(), &segment, Some(&beat), 86_400.0)
         .unwrap()
         .inputs;
     let (rec, ann) = common::load(&common::fixtures().join("mitdb"), "100");
@@ -83,13 +83,26 @@ fn trainer_and_server_build_the_same_tensors() {
     same_tensors(&trained, &s.starts, (&s.windows, &s.features));
 
     // Beats: every labelled training beat is one of the server's detections,
-    // with the same two-channel window and RR features.
-    let bkind = beat.beat().unwrap();
-    let (beats, _) = record_beats(&rec, &ann, &bkind.preprocessing).unwrap();
-    let b = served.beat.as_ref().unwrap();
-    let (len, width) = (beats.window_len, beats.n_features);
-    assert!(beats.len() > 2000 && len == 2 * 252 && width == 9);
-    same_tensors(&beats, &served.peaks, (&b.windows, &b.features));
+    // with the same inputs: the shipped model's 75 features (no window), and
+    // the 1.0.0 network's two-channel window and nine RR features.
+    let mut beats = WindowSet::default();
+    for (name, window, features) in [("ecg-beat.json", 0, 75), ("ecg-beat-net.json", 2 * 252, 9)] {
+        let beat = card(name);
+        let served = prepare(request(), &segment, Some(&beat), 86_400.0)
+            .unwrap()
+            .inputs;
+        let bkind = beat.beat().unwrap();
+        let (set, _) = record_beats(&rec, &ann, &bkind.preprocessing).unwrap();
+        let b = served.beat.as_ref().unwrap();
+        assert_eq!(
+            (set.window_len, set.n_features),
+            (window, features),
+            "{name}"
+        );
+        assert!(set.len() > 2000, "{name}: {} beats", set.len());
+        same_tensors(&set, &served.peaks, (&b.windows, &b.features));
+        beats = set;
+    }
     eprintln!(
         "record 100: {} segment windows and {} beats built alike by trainer and server",
         trained.len(),

@@ -135,7 +135,8 @@ impl SegmentPreprocessing {
     }
 }
 
-/// The beat model's input around each R peak.
+/// The beat model's input around each R peak. `before_samples` and
+/// `after_samples` both 0: no window input (a model of `features` alone).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BeatWindow {
     /// Samples (model rate) before the R peak.
@@ -144,7 +145,8 @@ pub struct BeatWindow {
     pub after_samples: usize,
     /// Beats either side averaged into the local RR.
     pub rr_local_beats: usize,
-    /// The `features` input, in order ([`RrFeatures::NAMES`]).
+    /// The `features` input, in order: names of [`RrFeatures::NAMES`] and of
+    /// [`beat_features::NAMES`] ([`BeatWindow::feature_columns`]).
     pub features: Vec<String>,
     /// A second channel with the record's typical beat (median template), both
     /// scaled by the template's spread

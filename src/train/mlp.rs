@@ -424,6 +424,12 @@ mod tests {
         let w = class_weights(&labels, 3, 1.0, 10.0);
         assert!((w[0] - 10.0 / 27.0).abs() < 1e-6);
         assert!((w[1] - 10.0 / 3.0).abs() < 1e-6);
-        assert_eq!(w[2], 10.0, "an absent class gets the cap");
+        assert_eq!(w[2], w[1], "an absent class weighs as a class of one");
+        assert_eq!(class_weights(&labels, 3, 1.0, 2.0)[1], 2.0, "capped");
+        assert_eq!(
+            class_weights(&labels, 3, 0.0, 2.0),
+            vec![1.0; 3],
+            "power 0: none"
+        );
     }
 }
