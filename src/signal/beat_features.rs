@@ -132,7 +132,7 @@ pub fn beat_features(
     rr: &[RrFeatures],
 ) -> Vec<[f32; FEATURES]> {
     let n = peaks.len();
-    if n < 2 || rr.len() != n || x.is_empty() || !(rate > 0.0) {
+    if n < 2 || rr.len() != n || x.is_empty() || rate.is_nan() || rate <= 0.0 {
         return vec![[0.0; FEATURES]; n];
     }
     let geometry = Geometry::new(rate);

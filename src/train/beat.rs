@@ -140,8 +140,8 @@ pub fn run(opts: &TrainOptions) -> Result<PathBuf> {
     Ok(card_path)
 }
 
-/// The beat model's part of its card.
-fn beat_specifics(cfg: &TrainingConfig, prep: BeatPreprocessing) -> CardSpecifics {
+/// How every beat model's training beats are labelled (its card's `label_rule`).
+pub fn label_rule() -> BeatLabelRule {
     let aami = [
         ("N", "N L R e j (B)"),
         ("S", "A a J S (n)"),
@@ -149,6 +149,19 @@ fn beat_specifics(cfg: &TrainingConfig, prep: BeatPreprocessing) -> CardSpecific
         ("F", "F"),
         ("Q", "/ f Q (?)"),
     ];
+    BeatLabelRule {
+        label: "AAMI class of the reference beat matched within 150 ms".into(),
+        match_window_s: MATCH_WINDOW_S,
+        aami: aami
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        unmatched_detections: "left out".into(),
+    }
+}
+
+/// The beat model's part of its card.
+fn beat_specifics(cfg: &TrainingConfig, prep: BeatPreprocessing) -> CardSpecifics {
     CardSpecifics {
         labels: strings(&labels()),
         input_description: format!("window around each R peak of the band-passed lead at the model rate, beside the record's median beat (preprocessing.beat); second input `features` [-1, {}]: the RR features named in preprocessing.beat.features", cfg.model.features),
@@ -157,12 +170,7 @@ fn beat_specifics(cfg: &TrainingConfig, prep: BeatPreprocessing) -> CardSpecific
             decision: BeatDecision {
                 chosen_by: "argmax over the five classes (class-weighted training)".into(),
             },
-            label_rule: BeatLabelRule {
-                label: "AAMI class of the reference beat matched within 150 ms".into(),
-                match_window_s: MATCH_WINDOW_S,
-                aami: aami.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                unmatched_detections: "left out".into(),
-            },
+            label_rule: label_rule(),
         }),
     }
 }

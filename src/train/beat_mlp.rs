@@ -25,17 +25,15 @@ use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
-use super::beat::{labels as beat_labels, per_record};
-use super::data::{load_beats, SplitMix, WindowSet, DS1, DS2, MATCH_WINDOW_S, PACED};
+use super::beat::{label_rule, labels as beat_labels, per_record};
+use super::data::{load_beats, SplitMix, WindowSet, DS1, DS2, PACED};
 use super::experiment::strings;
 use super::inference::logits_onnx;
 use super::metrics::MultiReport;
 use super::mlp::{Ensemble, Examples, MlpConfig};
 use super::onnx::export_mlp;
 use crate::engine::{softmax, Provider, Runtime};
-use crate::model::card::{
-    sha256_hex, BeatDecision, BeatLabelRule, Split, TensorSpec, TrainingRecord,
-};
+use crate::model::card::{sha256_hex, BeatDecision, Split, TensorSpec, TrainingRecord};
 use crate::model::preprocess::{BeatWindow, Normalisation};
 use crate::model::{BeatModel, BeatPreprocessing, ModelCard, ModelKind};
 use crate::signal::beat_features;
@@ -324,16 +322,9 @@ fn dump(path: &Path, set: &WindowSet, folds: &[usize], names: &[String]) -> Resu
     use std::io::Write;
     let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(w, "record,fold,label,{}", names.join(","))?;
-    for i in 0..set.len() {
+    for (i, ((record, fold), label)) in set.records.iter().zip(folds).zip(&set.labels).enumerate() {
         let row: Vec<String> = set.feature_row(i).iter().map(|v| v.to_string()).collect();
-        writeln!(
-            w,
-            "{},{},{},{}",
-            set.records[i],
-            folds[i],
-            set.labels[i],
-            row.join(",")
-        )?;
+        writeln!(w, "{record},{fold},{label},{}", row.join(","))?;
     }
     Ok(())
 }
@@ -527,13 +518,6 @@ fn card(
     metrics: serde_json::Value,
 ) -> ModelCard {
     let width = prep.beat.features.len();
-    let aami = [
-        ("N", "N L R e j (B)"),
-        ("S", "A a J S (n)"),
-        ("V", "V E (r)"),
-        ("F", "F"),
-        ("Q", "/ f Q (?)"),
-    ];
     let config = json!({
         "candidate": chosen,
         "records": records,
@@ -566,12 +550,7 @@ fn card(
                     chosen.name, opts.folds
                 ),
             },
-            label_rule: BeatLabelRule {
-                label: "AAMI class of the reference beat matched within 150 ms".into(),
-                match_window_s: MATCH_WINDOW_S,
-                aami: aami.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                unmatched_detections: "left out".into(),
-            },
+            label_rule: label_rule(),
         }),
         split: Split {
             kind: "inter-patient: DS1 + svdb -> DS2".into(),
