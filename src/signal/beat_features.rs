@@ -136,24 +136,27 @@ pub fn beat_features(
         return vec![[0.0; FEATURES]; n];
     }
     let geometry = Geometry::new(rate);
-    let windows: Vec<Vec<f64>> = peaks.iter().map(|&p| geometry.window(x, p)).collect();
+    // Windows are cut again where needed rather than kept: a 24-hour record
+    // has ~100,000 beats.
+    let window = |i: usize| geometry.window(x, peaks[i]);
     let pre_local: Vec<f64> = rr.iter().map(|r| ratio(r.pre, r.local)).collect();
-    let dominant = Dominant::find(&windows, &pre_local, rr, &geometry);
+    let dominant = Dominant::find(&window, n, &pre_local, rr, &geometry);
     let t = &dominant.template;
     let amplitude = peak_to_peak(geometry.qrs(t)).max(1e-9);
     let t_width = geometry.qrs_width(t);
     let t_p_rms = rms(geometry.p_wave(t)).max(1e-9);
-    let qrs_corr: Vec<f64> = windows
-        .iter()
-        .map(|w| correlation(geometry.qrs(w), geometry.qrs(t)))
-        .collect();
-    let p_corr: Vec<f64> = windows
-        .iter()
-        .map(|w| correlation(geometry.p_wave(w), geometry.p_wave(t)))
-        .collect();
+    let (qrs_corr, p_corr): (Vec<f64>, Vec<f64>) = (0..n)
+        .map(|i| {
+            let w = window(i);
+            (
+                correlation(geometry.qrs(&w), geometry.qrs(t)),
+                correlation(geometry.p_wave(&w), geometry.p_wave(t)),
+            )
+        })
+        .unzip();
     (0..n)
         .map(|i| {
-            let w = &windows[i];
+            let w = &window(i);
             let r = &rr[i];
             let normal = dominant.rr_s;
             let (from, to) = (
@@ -287,15 +290,23 @@ struct Dominant {
 }
 
 impl Dominant {
-    fn find(windows: &[Vec<f64>], pre_local: &[f64], rr: &[RrFeatures], g: &Geometry) -> Self {
-        let step = windows.len().div_ceil(TEMPLATE_CANDIDATES).max(1);
-        let picked: Vec<usize> = (0..windows.len()).step_by(step).collect();
-        let similar: Vec<Vec<bool>> = picked
+    /// The dominant beat among the `n` beats whose windows `window` cuts.
+    fn find(
+        window: &dyn Fn(usize) -> Vec<f64>,
+        n: usize,
+        pre_local: &[f64],
+        rr: &[RrFeatures],
+        g: &Geometry,
+    ) -> Self {
+        let step = n.div_ceil(TEMPLATE_CANDIDATES).max(1);
+        let picked: Vec<usize> = (0..n).step_by(step).collect();
+        let windows: Vec<Vec<f64>> = picked.iter().map(|&i| window(i)).collect();
+        let similar: Vec<Vec<bool>> = windows
             .iter()
-            .map(|&a| {
-                picked
+            .map(|a| {
+                windows
                     .iter()
-                    .map(|&b| correlation(g.qrs(&windows[a]), g.qrs(&windows[b])) >= SIMILAR)
+                    .map(|b| correlation(g.qrs(a), g.qrs(b)) >= SIMILAR)
                     .collect()
             })
             .collect();
@@ -312,14 +323,11 @@ impl Dominant {
             regular_alike
         } else {
             alike
-        }
-        .into_iter()
-        .map(|k| picked[k])
-        .collect();
+        };
         let template = (0..g.len)
             .map(|s| median(&members.iter().map(|&m| windows[m][s]).collect::<Vec<_>>()))
             .collect();
-        let rr_members: Vec<f64> = members.iter().map(|&m| rr[m].pre).collect();
+        let rr_members: Vec<f64> = members.iter().map(|&m| rr[picked[m]].pre).collect();
         let rr_s = match median(&rr_members) {
             v if v > 0.0 => v,
             _ => rr[0].record,

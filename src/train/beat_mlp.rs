@@ -25,8 +25,9 @@ use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
+use super::augment::{augmented, load_noise};
 use super::beat::{label_rule, labels as beat_labels, per_record};
-use super::data::{load_beats, SplitMix, WindowSet, DS1, DS2, PACED};
+use super::data::{load_beats, load_record, record_beats, SplitMix, WindowSet, DS1, DS2, PACED};
 use super::experiment::strings;
 use super::inference::logits_onnx;
 use super::metrics::MultiReport;
@@ -80,7 +81,29 @@ pub struct BeatMlpOptions {
     /// MIT-BIH records to train on (comma-separated; DS1 by default).
     #[arg(long, value_delimiter = ',')]
     pub mitdb_records: Option<Vec<String>>,
+    /// Augmentation: `noise-rate` adds to every training record one copy with
+    /// nstdb noise at a random SNR, resampled to a random rate (train::augment);
+    /// cross-validation scores the clean records only.
+    #[arg(long, value_enum, default_value_t = Augment::None)]
+    pub augment: Augment,
+    /// Folder of the MIT-BIH Noise Stress Test Database (its bw, em, ma).
+    #[arg(long, env = "ECG_NSTDB", default_value = "../shared/data/nstdb")]
+    pub nstdb: PathBuf,
+    /// Seed of the augmentation draws.
+    #[arg(long, default_value_t = 118)]
+    pub augment_seed: u64,
 }
+
+/// How training records are augmented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Augment {
+    None,
+    NoiseRate,
+}
+
+/// The suffix of an augmented copy's record name.
+const COPY: &str = "+augmented";
 
 /// The inputs a candidate uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -239,8 +262,13 @@ fn cross_validate(
     labels: &[&str],
 ) -> (MultiReport, Vec<u8>) {
     let keep = mask(candidate.inputs, names);
+    let copy: Vec<bool> = set.records.iter().map(|r| r.ends_with(COPY)).collect();
     let fold = |f: usize| {
-        let (train, held): (Vec<usize>, Vec<usize>) = (0..set.len()).partition(|&i| folds[i] != f);
+        let train: Vec<usize> = (0..set.len()).filter(|&i| folds[i] != f).collect();
+        // Scored on the clean records only; their copies train the other folds.
+        let held: Vec<usize> = (0..set.len())
+            .filter(|&i| folds[i] == f && !copy[i])
+            .collect();
         let mlp = fit(set, &train, &keep, &candidate.mlp, labels.len());
         let logits = mlp.logits(&rows(set, &held, &keep));
         let predicted: Vec<u8> = logits.chunks(labels.len()).map(argmax).collect();
@@ -265,7 +293,13 @@ fn cross_validate(
             predicted[i] = c;
         }
     }
-    (MultiReport::new(&predicted, &set.labels, labels), predicted)
+    let clean: Vec<usize> = (0..set.len()).filter(|&i| !copy[i]).collect();
+    let report = MultiReport::new(
+        &clean.iter().map(|&i| predicted[i]).collect::<Vec<_>>(),
+        &clean.iter().map(|&i| set.labels[i]).collect::<Vec<_>>(),
+        labels,
+    );
+    (report, predicted)
 }
 
 fn argmax(row: &[f32]) -> u8 {
@@ -360,13 +394,36 @@ fn training_set(
         svdb.len(),
         opts.svdb_lead
     );
-    let (mut set, _) = load_beats(&opts.db, &mitdb, prep)?;
-    if !svdb.is_empty() {
-        let svdb_prep = BeatPreprocessing {
-            lead: opts.svdb_lead.clone(),
-            ..prep.clone()
-        };
-        set.append(load_beats(&opts.svdb, &svdb, &svdb_prep)?.0);
+    let svdb_prep = BeatPreprocessing {
+        lead: opts.svdb_lead.clone(),
+        ..prep.clone()
+    };
+    let noise = match opts.augment {
+        Augment::None => Vec::new(),
+        Augment::NoiseRate => load_noise(&opts.nstdb)?,
+    };
+    let mut rng = SplitMix::new(opts.augment_seed);
+    let mut set = WindowSet::default();
+    let sources = mitdb
+        .iter()
+        .map(|r| (&opts.db, r, prep))
+        .chain(svdb.iter().map(|r| (&opts.svdb, r, &svdb_prep)));
+    for (db, name, prep) in sources {
+        let (rec, ann) = load_record(db, name)?;
+        set.append(record_beats(&rec, &ann, prep)?.0);
+        if opts.augment == Augment::NoiseRate {
+            let (copy, moved, made) = augmented(&rec, &ann, &noise, &mut rng)?;
+            let (mut beats, _) = record_beats(&copy, &moved, prep)?;
+            beats.records.iter_mut().for_each(|r| r.push_str(COPY));
+            eprintln!(
+                "  {name}: copy with {} at {} dB, {} Hz: {} beats",
+                made.noise,
+                made.snr_db,
+                made.rate_hz,
+                beats.len()
+            );
+            set.append(beats);
+        }
     }
     Ok((set, mitdb.into_iter().chain(svdb).collect()))
 }
@@ -382,9 +439,10 @@ pub fn run(opts: &BeatMlpOptions) -> Result<Option<PathBuf>> {
     let (set, records) = training_set(opts, &prep)?;
     let assignment = record_folds(&records, opts.folds, opts.fold_seed);
     let fold_of = |r: &str| {
+        let source = r.strip_suffix(COPY).unwrap_or(r);
         assignment
             .iter()
-            .find(|(n, _)| n == r)
+            .find(|(n, _)| n == source)
             .map_or(0, |(_, f)| *f)
     };
     let folds: Vec<usize> = set.records.iter().map(|r| fold_of(r)).collect();
@@ -464,6 +522,9 @@ pub fn run(opts: &BeatMlpOptions) -> Result<Option<PathBuf>> {
     );
     print!("{}", without_232.table("DS2 without record 232"));
     let (chosen_report, chosen_predicted) = (&best.1, &best.2);
+    let clean: Vec<usize> = (0..set.len())
+        .filter(|&i| !set.records[i].ends_with(COPY))
+        .collect();
     print!(
         "{}",
         chosen_report.table(&format!(
@@ -491,7 +552,10 @@ pub fn run(opts: &BeatMlpOptions) -> Result<Option<PathBuf>> {
         },
         "test_per_record": per_record(&test, &predicted),
         "cross_validation": cv,
-        "cross_validation_per_record": per_record(&set, chosen_predicted),
+        "cross_validation_per_record": per_record(
+            &set.subset(&clean),
+            &clean.iter().map(|&i| chosen_predicted[i]).collect::<Vec<_>>()
+        ),
         "parity_max_abs_diff": parity,
         "excluded": "paced records 102, 104, 107, 217; detections matching no reference beat; beats inside ventricular flutter episodes",
         "measured_with": format!("ecg-train beat (ONNX Runtime, {} DS2 beats, run once after the choice)", test.len()),
@@ -522,6 +586,14 @@ fn card(
         "candidate": chosen,
         "records": records,
         "svdb_lead": opts.svdb_lead,
+        "augment": {
+            "kind": opts.augment,
+            "seed": opts.augment_seed,
+            "noise": super::augment::NOISE,
+            "snr_db": super::augment::SNR_DB,
+            "rate_hz": super::augment::RATE_HZ,
+            "copies": "one per training record, beside the clean record; cross-validation scores the clean records only",
+        },
         "cross_validation": {"folds": opts.folds, "seed": opts.fold_seed, "assignment": assignment},
         "selection": "mean of S F1 and V F1 over the pooled held-out predictions of all folds; DS2 read once, after the choice",
     });

@@ -2,10 +2,11 @@
 //! evaluation and ONNX export, in the four-way split of burn's guide ([`data`],
 //! [`model`], [`training`], [`inference`]), then the commands: [`segment`] and
 //! [`beat`] (each builds on [`experiment`], what they share, and neither imports
-//! the other), [`evaluate`], [`stack`] (with [`logistic`]), [`beat_mlp`] (with [`mlp`]); plus the ONNX writer
+//! the other), [`evaluate`], [`stack`] (with [`logistic`]), [`beat_mlp`] (with [`mlp`] and [`augment`]); plus the ONNX writer
 //! ([`onnx`]) and the [`metrics`]. Behind the `train` feature so the server
 //! builds without burn.
 
+pub mod augment;
 pub mod beat;
 pub mod beat_mlp;
 pub mod data;
