@@ -464,13 +464,25 @@ async fn bad_requests_get_the_documented_statuses() {
         .part("dat", file(vec![0u8; 1000], "100.dat"));
     let body = check(send(hea, key).await.unwrap(), 422, "invalid_signal").await;
     assert_eq!(body["detail"]["file"], "100.dat");
-    let big = Form::new().part("dat", file(vec![0u8; 2 * 1024 * 1024], "x.dat"));
-    match send(big, key).await {
-        Ok(r) => {
-            check(r, 413, "payload_too_large").await;
+    // The server answers 413 before it has read the whole body and closes the
+    // connection; a client still uploading may see the reset instead of the
+    // answer (seen on a loaded 2-core machine), so up to three tries must see it.
+    let mut errors = Vec::new();
+    for _ in 0..3 {
+        let big = Form::new().part("dat", file(vec![0u8; 2 * 1024 * 1024], "x.dat"));
+        match send(big, key).await {
+            Ok(r) => {
+                check(r, 413, "payload_too_large").await;
+                errors.clear();
+                break;
+            }
+            Err(e) => errors.push(e.to_string()),
         }
-        Err(e) => panic!("oversized body: {e}"),
     }
+    assert!(
+        errors.is_empty(),
+        "oversized body, no 413 in three tries: {errors:?}"
+    );
     server.stop().await;
 }
 
