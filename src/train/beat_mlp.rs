@@ -57,7 +57,7 @@ pub struct BeatMlpOptions {
     pub out: PathBuf,
     #[arg(long, default_value = "ecg-beat")]
     pub name: String,
-    #[arg(long, default_value = "2.0.0")]
+    #[arg(long, default_value = "2.1.0")]
     pub version: String,
     /// Folds of the record-wise cross-validation.
     #[arg(long, default_value_t = 5)]
@@ -83,8 +83,9 @@ pub struct BeatMlpOptions {
     pub mitdb_records: Option<Vec<String>>,
     /// Augmentation: `noise-rate` adds to every training record one copy with
     /// nstdb noise at a random SNR, resampled to a random rate (train::augment);
-    /// cross-validation scores the clean records only.
-    #[arg(long, value_enum, default_value_t = Augment::None)]
+    /// cross-validation scores the clean records only. Chosen by CV: S / V F1
+    /// 0.576 / 0.849 with it, 0.558 / 0.838 without (`ensemble5-w0`).
+    #[arg(long, value_enum, default_value_t = Augment::NoiseRate)]
     pub augment: Augment,
     /// Folder of the MIT-BIH Noise Stress Test Database (its bw, em, ma).
     #[arg(long, env = "ECG_NSTDB", default_value = "../shared/data/nstdb")]
