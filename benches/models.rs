@@ -64,8 +64,8 @@ fn models(c: &mut Criterion) {
             b.iter(|| {
                 for start in (0..n).step_by(256) {
                     let k = 256.min(n - start);
-                    let input = &windows[(start * per).min(windows.len())
-                        ..((start + k) * per).min(windows.len())];
+                    let input = &windows
+                        [(start * per).min(windows.len())..((start + k) * per).min(windows.len())];
                     let features = &features[start * width..(start + k) * width];
                     black_box(session.run(input, k, &tail, features).unwrap());
                 }
