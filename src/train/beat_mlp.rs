@@ -2,7 +2,10 @@
 //! per-beat RR features and on features that judge each beat against its own
 //! patient ([`crate::signal::beat_features`]), trained on MIT-BIH DS1 and the
 //! MIT-BIH Supraventricular Arrhythmia Database (svdb), every choice made by
-//! record-wise cross-validation over those records, then DS2 once.
+//! record-wise cross-validation over those records, then DS2 once. With
+//! `--augment noise-rate` (the default) every training record also trains as
+//! one noisy copy at another sampling rate ([`super::augment`]); the
+//! cross-validation scores the clean records only.
 //!
 //! **The protocol.** Grouped k-fold over the training records (a record is
 //! never split; folds from a seeded shuffle of the record names). Each
