@@ -16,14 +16,25 @@ use crate::signal::Recording;
 /// Reads record `name` of a WFDB database folder: header, signals (checksums
 /// verified) and reference annotations (`.atr`).
 pub fn load_record(db: &Path, name: &str) -> Result<(Recording, Vec<Annotation>)> {
-    let read = |ext: &str| {
-        let path = db.join(format!("{name}.{ext}"));
-        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    let hea = String::from_utf8_lossy(&read("hea")?).into_owned();
-    let header = parse_header(&format!("{name}.hea"), &hea)?;
-    let dat = read("dat")?;
-    let rec = read_record(&header, |_| Some(&dat[..]), ReadOptions::default())?;
-    let annotations = read_annotations(&format!("{name}.atr"), &read("atr")?)?;
+    let rec = load_signals(db, name)?;
+    let annotations = read_annotations(&format!("{name}.atr"), &read(db, name, "atr")?)?;
     Ok((rec, annotations))
+}
+
+/// Reads record `name`'s header and signals (checksums verified), without
+/// annotations (nstdb's noise recordings have none).
+pub fn load_signals(db: &Path, name: &str) -> Result<Recording> {
+    let hea = String::from_utf8_lossy(&read(db, name, "hea")?).into_owned();
+    let header = parse_header(&format!("{name}.hea"), &hea)?;
+    let dat = read(db, name, "dat")?;
+    Ok(read_record(
+        &header,
+        |_| Some(&dat[..]),
+        ReadOptions::default(),
+    )?)
+}
+
+fn read(db: &Path, name: &str, ext: &str) -> Result<Vec<u8>> {
+    let path = db.join(format!("{name}.{ext}"));
+    std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
 }

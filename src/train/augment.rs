@@ -15,9 +15,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::eval::load_signals;
+
 use super::data::SplitMix;
 use crate::signal::resample::{map_index, resample};
-use crate::signal::wfdb::{parse_header, read_record, Annotation, ReadOptions};
+use crate::signal::wfdb::Annotation;
 use crate::signal::Recording;
 
 /// Signal-to-noise ratios a copy gets one of (dB), nstdb's range down to 6 dB.
@@ -29,23 +31,7 @@ pub const NOISE: [&str; 3] = ["bw", "em", "ma"];
 
 /// The noise recordings of the nstdb folder `dir`.
 pub fn load_noise(dir: &Path) -> Result<Vec<Recording>> {
-    NOISE
-        .iter()
-        .map(|name| {
-            let read = |ext: &str| {
-                let path = dir.join(format!("{name}.{ext}"));
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
-            };
-            let hea = String::from_utf8_lossy(&read("hea")?).into_owned();
-            let header = parse_header(&format!("{name}.hea"), &hea)?;
-            let dat = read("dat")?;
-            Ok(read_record(
-                &header,
-                |_| Some(&dat[..]),
-                ReadOptions::default(),
-            )?)
-        })
-        .collect()
+    NOISE.iter().map(|name| load_signals(dir, name)).collect()
 }
 
 /// What a copy was made with (for the card and the logs).
