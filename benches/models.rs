@@ -1,12 +1,15 @@
-//! CPU time of the models on record 100 (30 min, 361 segment windows, 2,273
+//! Time of the models on record 100 (30 min, 361 segment windows, 2,273
 //! beats): each model's inputs (`model_inputs`: R peaks, filter, windows and
-//! features) and its inference through ONNX Runtime (one session, one intra-op
-//! thread, batches of 256), for the shipped `ecg-segment` and `ecg-beat` and the
-//! 1.0.0 beat network `ecg-beat-net`. Divide the beat rows by 2,273 for the time
-//! per beat. Needs ONNX Runtime (`ORT_DYLIB_PATH`, as `scripts/fetch-ort.sh` prints).
+//! features) and its inference through ONNX Runtime as the server runs it (one
+//! session on the process's shared thread pool of every CPU, no spinning, the
+//! server's default batch: 16 segment windows, 256 beats), for the shipped
+//! `ecg-segment` and `ecg-beat` and the 1.0.0 beat network `ecg-beat-net`.
+//! Divide the beat rows by 2,273 for the time per beat. `segment_batch/N` runs
+//! the segment model in batches of N (how the server's default was chosen).
+//! Needs ONNX Runtime (`ORT_DYLIB_PATH`, as `scripts/fetch-ort.sh` prints).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ecg_serve::engine::{Provider, Runtime};
+use ecg_serve::engine::{available_cpus, OrtModel, Provider, Runtime, SharedThreads};
 use ecg_serve::model::{model_inputs, LeadRequest, ModelCard, ModelKind, Models};
 use ecg_serve::signal::wfdb::{parse_header, read_record, ReadOptions};
 use std::hint::black_box;
@@ -26,6 +29,11 @@ fn models(c: &mut Criterion) {
         name: "MLII",
         fallback: false,
     };
+    let runtime = Runtime::start(Some(SharedThreads {
+        threads: available_cpus(),
+        spinning: false,
+    }))
+    .unwrap();
     let mut g = c.benchmark_group("models_record_100");
     g.sample_size(10);
     for name in ["ecg-segment", "ecg-beat", "ecg-beat-net"] {
@@ -55,24 +63,44 @@ fn models(c: &mut Criterion) {
             _ => unreachable!("one model's inputs were asked for"),
         };
         let tail = card.kind.input_shape();
-        let (per, width) = (tail[0] * tail[1], card.kind.feature_width());
-        let mut session = Runtime::get()
-            .unwrap()
-            .session(&bytes, 1, Provider::Cpu)
-            .unwrap();
+        let width = card.kind.feature_width();
+        let mut session = runtime.shared_session(&bytes, Provider::Cpu).unwrap();
+        let batch = match card.kind {
+            ModelKind::Segment(_) => SEGMENT_BATCH,
+            ModelKind::Beat(_) => BEAT_BATCH,
+        };
+        let run = (&windows[..], &features[..], n, tail, width);
         g.bench_function(format!("{label}/inference"), |b| {
-            b.iter(|| {
-                for start in (0..n).step_by(256) {
-                    let k = 256.min(n - start);
-                    let input = &windows
-                        [(start * per).min(windows.len())..((start + k) * per).min(windows.len())];
-                    let features = &features[start * width..(start + k) * width];
-                    black_box(session.run(input, k, &tail, features).unwrap());
-                }
-            })
+            b.iter(|| infer(&mut session, run, batch))
         });
+        if matches!(card.kind, ModelKind::Segment(_)) {
+            for batch in [4, 8, 16, 32, 64, 128] {
+                g.bench_function(format!("segment_batch/{batch}"), |b| {
+                    b.iter(|| infer(&mut session, run, batch))
+                });
+            }
+        }
     }
     g.finish();
+}
+
+/// The server's default batches (`--max-batch`, and 16x that for beats).
+const SEGMENT_BATCH: usize = 16;
+const BEAT_BATCH: usize = 256;
+
+/// One model's inputs for a record: windows, features, rows, window shape, feature width.
+type Run<'a> = (&'a [f32], &'a [f32], usize, [usize; 2], usize);
+
+/// Runs every row of `run` in batches of `batch`.
+fn infer(session: &mut OrtModel, (windows, features, n, tail, width): Run, batch: usize) {
+    let per = tail[0] * tail[1];
+    for start in (0..n).step_by(batch) {
+        let k = batch.min(n - start);
+        let input =
+            &windows[(start * per).min(windows.len())..((start + k) * per).min(windows.len())];
+        let features = &features[start * width..(start + k) * width];
+        black_box(session.run(input, k, &tail, features).unwrap());
+    }
 }
 
 criterion_group!(benches, models);

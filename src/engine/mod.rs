@@ -8,4 +8,6 @@
 
 pub mod ort;
 
-pub use self::ort::{softmax, EngineError, ModelOutputs, OrtModel, Provider, Runtime};
+pub use self::ort::{
+    available_cpus, softmax, EngineError, ModelOutputs, OrtModel, Provider, Runtime, SharedThreads,
+};

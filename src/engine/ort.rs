@@ -63,11 +63,26 @@ pub fn library_candidates() -> Vec<PathBuf> {
     out
 }
 
-/// The process-wide ONNX Runtime: the library, loaded once.
+/// The process-wide ONNX Runtime: the library, loaded once, and (for the
+/// server) one intra-op thread pool that every session shares.
 pub struct Runtime {
     env: Environment,
     /// The library file in use.
     pub library: PathBuf,
+    /// The shared thread pool, if the process asked for one.
+    pub shared: Option<SharedThreads>,
+}
+
+/// One CPU budget for every model of the process: ONNX Runtime's global
+/// intra-op thread pool, which sessions built with [`Runtime::shared_session`]
+/// run on. Two models (or two requests) running at once then share `threads`
+/// threads instead of each bringing its own, which oversubscribed the cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SharedThreads {
+    /// Threads in the pool (the calling thread takes part in each run).
+    pub threads: usize,
+    /// Whether idle pool threads spin (busy-wait) for the next piece of work.
+    pub spinning: bool,
 }
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
@@ -75,6 +90,13 @@ static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
 impl Runtime {
     /// Loads ONNX Runtime (once per process) from `ORT_DYLIB_PATH` or the project's `.ort/`.
     pub fn get() -> Result<&'static Runtime, EngineError> {
+        Self::start(None)
+    }
+
+    /// Loads ONNX Runtime like [`Runtime::get`] and, on the first call of the
+    /// process only, creates the shared thread pool `shared` (later calls get
+    /// the runtime as it was first made: check [`Runtime::shared`]).
+    pub fn start(shared: Option<SharedThreads>) -> Result<&'static Runtime, EngineError> {
         let candidates = library_candidates();
         let Some(path) = candidates.iter().find(|p| p.exists()).cloned() else {
             return Err(EngineError::LibraryMissing {
@@ -82,14 +104,22 @@ impl Runtime {
             });
         };
         let loaded = RUNTIME.get_or_init(|| {
-            let env = ort::init_from(&path)
+            let mut builder = ort::init_from(&path)
                 .map_err(|e| e.to_string())?
-                .with_name("ecg-serve")
-                .build()
-                .map_err(|e| e.to_string())?;
+                .with_name("ecg-serve");
+            if let Some(t) = shared {
+                let pool = ort::environment::GlobalThreadPoolOptions::default()
+                    .with_intra_threads(t.threads.max(1))
+                    .and_then(|o| o.with_inter_threads(1))
+                    .and_then(|o| o.with_spin_control(t.spinning))
+                    .map_err(|e| e.to_string())?;
+                builder = builder.with_global_thread_pool(pool);
+            }
+            let env = builder.build().map_err(|e| e.to_string())?;
             Ok(Runtime {
                 env,
                 library: path.clone(),
+                shared,
             })
         });
         loaded.as_ref().map_err(|message| EngineError::LibraryLoad {
@@ -98,28 +128,63 @@ impl Runtime {
         })
     }
 
-    /// Builds a session for the model in `bytes` with `intra_threads` threads.
+    /// Builds a session for the model in `bytes` with its own pool of
+    /// `intra_threads` threads (the trainer's checks, benchmarks, `--intra-threads`).
     pub fn session(
         &self,
         bytes: &[u8],
         intra_threads: usize,
         provider: Provider,
     ) -> Result<OrtModel, EngineError> {
+        self.build(bytes, Some(intra_threads), provider)
+    }
+
+    /// Builds a session that runs on the shared thread pool (one made by
+    /// [`Runtime::start`]); without one, on its own pool of as many threads as
+    /// the process may use.
+    pub fn shared_session(
+        &self,
+        bytes: &[u8],
+        provider: Provider,
+    ) -> Result<OrtModel, EngineError> {
+        match self.shared {
+            Some(_) => self.build(bytes, None, provider),
+            None => self.build(bytes, Some(available_cpus()), provider),
+        }
+    }
+
+    fn build(
+        &self,
+        bytes: &[u8],
+        own_threads: Option<usize>,
+        provider: Provider,
+    ) -> Result<OrtModel, EngineError> {
         let model = |e: ort::Error| EngineError::Model(e.to_string());
         let mut builder = Session::builder(&self.env)
             .map_err(model)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| model(e.into()))?
-            .with_intra_threads(intra_threads.max(1))
-            .map_err(|e| model(e.into()))?
-            .with_inter_threads(1)
             .map_err(|e| model(e.into()))?;
+        if let Some(threads) = own_threads {
+            let spinning = self.shared.is_none_or(|s| s.spinning);
+            builder = builder
+                .with_independent_thread_pool()
+                .and_then(|b| b.with_intra_threads(threads.max(1)))
+                .and_then(|b| b.with_inter_threads(1))
+                .and_then(|b| b.with_intra_op_spinning(spinning))
+                .map_err(|e| model(e.into()))?;
+        }
         if provider == Provider::Cuda {
             builder = with_cuda(builder)?;
         }
         let session = builder.commit_from_memory(bytes).map_err(model)?;
         Ok(OrtModel { session, provider })
     }
+}
+
+/// The CPUs this process may use: the machine's, or fewer where a container's
+/// CPU quota or affinity mask says so (what the standard library reports).
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(feature = "cuda")]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
-use crate::engine::Provider;
+use crate::engine::{available_cpus, Provider, SharedThreads};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -53,20 +53,26 @@ pub struct Config {
     /// Model sessions, each on its own thread.
     #[arg(long, env = "ECG_SESSIONS", default_value_t = 1)]
     pub sessions: usize,
-    /// ONNX Runtime intra-op threads per session (default: the available cores,
-    /// which follow a container's CPU quota, shared by every session of both
-    /// models, since the two models run at the same time: cores / (sessions x
-    /// models), at least 1).
+    /// CPU threads for model inference: one ONNX Runtime thread pool shared by
+    /// every session of both models (default: the CPUs this process may use,
+    /// which follow a container's CPU quota).
+    #[arg(long, env = "ECG_THREADS")]
+    pub threads: Option<usize>,
+    /// Whether ONNX Runtime's idle threads spin (busy-wait) for the next piece of work.
+    #[arg(long, env = "ECG_SPINNING", default_value_t = false, action = clap::ArgAction::Set)]
+    pub spinning: bool,
+    /// Give each session its own pool of this many intra-op threads instead of
+    /// the shared pool (--threads); for experiments.
     #[arg(long, env = "ECG_INTRA_THREADS")]
     pub intra_threads: Option<usize>,
     /// Requests that may wait for a session; more are refused with 429.
     #[arg(long, env = "ECG_QUEUE_SIZE", default_value_t = 4)]
     pub queue_size: usize,
     /// Most windows per ONNX Runtime run; longer records run in several (default:
-    /// 64 on the CPU, 1024 with CUDA). On the CPU it bounds ONNX Runtime's working
-    /// memory (about 1.2 MB per window: 64 -> ~200 MB peak RSS, 512 -> ~500 MB,
-    /// measured on record 100) at a few % of speed; on an H100, 1024 served ~40 %
-    /// more requests/s than 64.
+    /// 16 on the CPU, 1024 with CUDA; beats run 16x as many). On the CPU, small
+    /// batches were the fastest (`cargo bench --bench models`) and bound ONNX
+    /// Runtime's working memory (about 1.2 MB per window); on an H100, 1024
+    /// served ~40 % more requests/s than 64.
     #[arg(long, env = "ECG_MAX_BATCH")]
     pub max_batch: Option<usize>,
     /// Largest request body in MiB.
@@ -119,25 +125,24 @@ impl Config {
         format!("{host}:{}", self.port)
     }
 
-    /// Windows per ONNX Runtime run: explicit, else 64 on the CPU and 1024 with CUDA.
+    /// Windows per ONNX Runtime run: explicit, else 16 on the CPU (the fastest
+    /// in `cargo bench --bench models`, `segment_batch/*`: smaller batches keep
+    /// the convolutions' activations in cache) and 1024 with CUDA.
     pub fn windows_per_run(&self) -> usize {
         let default = match self.execution_provider {
-            Provider::Cpu => 64,
+            Provider::Cpu => 16,
             Provider::Cuda => 1024,
         };
         self.max_batch.unwrap_or(default).max(1)
     }
 
-    /// Intra-op threads per session: explicit, else the cores shared by every
-    /// session of every model (the segment and the beat model run at once; on
-    /// 2 cores, one thread each served 1.14-1.31x the Python peer's requests/s
-    /// at c = 4 where two each served 0.85-0.86x: `../shared/tools/peer/compare.sh`).
-    pub fn threads_per_session(&self) -> usize {
-        self.intra_threads.unwrap_or_else(|| {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let models = 1 + usize::from(self.beat_card_path().is_some());
-            (cores / (self.sessions.max(1) * models)).max(1)
-        })
+    /// The shared ONNX Runtime thread pool: `--threads` (else every CPU this
+    /// process may use) and `--spinning`.
+    pub fn shared_threads(&self) -> SharedThreads {
+        SharedThreads {
+            threads: self.threads.unwrap_or_else(available_cpus).max(1),
+            spinning: self.spinning,
+        }
     }
 }
 
@@ -148,7 +153,7 @@ mod tests {
     #[test]
     fn windows_per_run_defaults_by_provider_and_obeys_the_flag() {
         let parse = |args: &[&str]| Config::parse_from(["ecg-serve"].iter().chain(args));
-        assert_eq!(parse(&[]).windows_per_run(), 64);
+        assert_eq!(parse(&[]).windows_per_run(), 16);
         assert_eq!(
             parse(&["--execution-provider", "cuda"]).windows_per_run(),
             1024
@@ -159,14 +164,20 @@ mod tests {
     }
 
     #[test]
-    fn the_cores_are_shared_by_every_session_of_both_models() {
+    fn one_thread_pool_for_the_process_by_default() {
         let parse = |args: &[&str]| Config::parse_from(["ecg-serve"].iter().chain(args));
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(parse(&[]).threads_per_session(), (cores / 2).max(1));
-        let alone = parse(&["--beat-model", "none"]);
-        assert_eq!(alone.threads_per_session(), cores);
-        let two = parse(&["--sessions", "2", "--beat-model", "none"]);
-        assert_eq!(two.threads_per_session(), (cores / 2).max(1));
-        assert_eq!(parse(&["--intra-threads", "3"]).threads_per_session(), 3);
+        let default = parse(&[]);
+        assert_eq!(default.shared_threads().threads, available_cpus());
+        assert!(!default.shared_threads().spinning);
+        assert_eq!(default.intra_threads, None);
+        let set = parse(&["--threads", "3", "--spinning", "true"]);
+        assert_eq!(
+            set.shared_threads(),
+            SharedThreads {
+                threads: 3,
+                spinning: true
+            }
+        );
+        assert_eq!(parse(&["--threads", "0"]).shared_threads().threads, 1);
     }
 }

@@ -36,7 +36,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::engine::Provider;
+use crate::engine::{Provider, Runtime};
 use crate::model::card::Task;
 use crate::service::{Analyser, EnginePool, PoolOptions, Readiness};
 pub use config::Config;
@@ -192,6 +192,20 @@ fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &traci
     }
 }
 
+/// Loads ONNX Runtime with the process's one shared thread pool (unless
+/// `--intra-threads` gives each session its own), before any session is built.
+/// A library that does not load is reported by the pools, which name it.
+pub fn start_runtime(config: &Config) {
+    let shared = config
+        .intra_threads
+        .is_none()
+        .then(|| config.shared_threads());
+    match Runtime::start(shared) {
+        Ok(runtime) => tracing::info!(shared = ?runtime.shared, "ONNX Runtime loaded"),
+        Err(e) => tracing::warn!(error = %e, "ONNX Runtime did not load"),
+    }
+}
+
 /// Starts the engine pool for `config`.
 pub fn start_pool(config: &Config) -> Arc<EnginePool> {
     EnginePool::start(PoolOptions {
@@ -200,7 +214,7 @@ pub fn start_pool(config: &Config) -> Arc<EnginePool> {
         provider: config.execution_provider,
         allow_cpu_fallback: config.allow_cpu_fallback,
         sessions: config.sessions.max(1),
-        intra_threads: config.threads_per_session(),
+        intra_threads: config.intra_threads,
         queue_size: config.queue_size.max(1),
         max_batch: config.windows_per_run(),
     })
@@ -217,7 +231,7 @@ pub fn start_beat_pool(config: &Config) -> Option<Arc<EnginePool>> {
         provider: config.execution_provider,
         allow_cpu_fallback: config.allow_cpu_fallback,
         sessions: config.sessions.max(1),
-        intra_threads: config.threads_per_session(),
+        intra_threads: config.intra_threads,
         queue_size: config.sessions.max(1) + config.queue_size.max(1),
         // A beat window is 14x shorter than a segment window.
         max_batch: config.windows_per_run() * BEAT_BATCH_FACTOR,
@@ -234,6 +248,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    start_runtime(&config);
     let analyser = Analyser {
         segment: start_pool(&config),
         beat: start_beat_pool(&config),

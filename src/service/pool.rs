@@ -31,8 +31,9 @@ pub struct PoolOptions {
     pub allow_cpu_fallback: bool,
     /// Sessions (worker threads).
     pub sessions: usize,
-    /// ONNX Runtime intra-op threads per session.
-    pub intra_threads: usize,
+    /// ONNX Runtime intra-op threads of each session's own pool; `None`: the
+    /// process's shared pool ([`Runtime::start`]).
+    pub intra_threads: Option<usize>,
     /// Requests that may wait for a session.
     pub queue_size: usize,
     /// Most windows per ONNX Runtime run; larger requests run in chunks.
@@ -198,15 +199,19 @@ impl EnginePool {
         tracing::info!(library = %runtime.library.display(), model = %card.name, version = %card.version, "loading model");
         let mut provider = o.provider;
         let mut sessions = Vec::with_capacity(o.sessions);
+        let build = |provider| match o.intra_threads {
+            Some(threads) => runtime.session(&bytes, threads, provider),
+            None => runtime.shared_session(&bytes, provider),
+        };
         for _ in 0..o.sessions.max(1) {
-            let session = match runtime.session(&bytes, o.intra_threads, provider) {
+            let session = match build(provider) {
                 Err(EngineError::Provider {
                     provider: p,
                     message,
                 }) if o.allow_cpu_fallback => {
                     tracing::warn!(provider = %p, %message, "execution provider failed; falling back to CPU (--allow-cpu-fallback)");
                     provider = Provider::Cpu;
-                    runtime.session(&bytes, o.intra_threads, provider)
+                    build(provider)
                 }
                 other => other,
             };
