@@ -10,7 +10,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ecg_serve::engine::{available_cpus, OrtModel, Provider, Runtime, SharedThreads};
-use ecg_serve::model::{model_inputs, LeadRequest, ModelCard, ModelKind, Models};
+use ecg_serve::model::{model_inputs, LeadRequest, ModelCard, ModelKind, Models, Rows};
 use ecg_serve::signal::wfdb::{parse_header, read_record, ReadOptions};
 use std::hint::black_box;
 use std::path::Path;
@@ -54,29 +54,24 @@ fn models(c: &mut Criterion) {
             b.iter(|| model_inputs(black_box(&rec), lead, models).unwrap())
         });
         let inputs = model_inputs(&rec, lead, models).unwrap();
-        let (windows, features, n) = match (inputs.segment, inputs.beat) {
-            (Some(s), _) => {
-                let n = s.starts.len();
-                (s.windows, s.features, n)
-            }
-            (_, Some(b)) => (b.windows, b.features, inputs.peaks.len()),
+        let rows: Box<dyn Rows> = match (inputs.segment, inputs.beat) {
+            (Some(s), _) => Box::new(s),
+            (_, Some(b)) => Box::new(b),
             _ => unreachable!("one model's inputs were asked for"),
         };
         let tail = card.kind.input_shape();
-        let width = card.kind.feature_width();
         let mut session = runtime.shared_session(&bytes, Provider::Cpu).unwrap();
         let batch = match card.kind {
             ModelKind::Segment(_) => SEGMENT_BATCH,
             ModelKind::Beat(_) => BEAT_BATCH,
         };
-        let run = (&windows[..], &features[..], n, tail, width);
         g.bench_function(format!("{label}/inference"), |b| {
-            b.iter(|| infer(&mut session, run, batch))
+            b.iter(|| infer(&mut session, &*rows, tail, batch))
         });
         if matches!(card.kind, ModelKind::Segment(_)) {
             for batch in [4, 8, 16, 32, 64, 128] {
                 g.bench_function(format!("segment_batch/{batch}"), |b| {
-                    b.iter(|| infer(&mut session, run, batch))
+                    b.iter(|| infer(&mut session, &*rows, tail, batch))
                 });
             }
         }
@@ -88,18 +83,14 @@ fn models(c: &mut Criterion) {
 const SEGMENT_BATCH: usize = 16;
 const BEAT_BATCH: usize = 256;
 
-/// One model's inputs for a record: windows, features, rows, window shape, feature width.
-type Run<'a> = (&'a [f32], &'a [f32], usize, [usize; 2], usize);
-
-/// Runs every row of `run` in batches of `batch`.
-fn infer(session: &mut OrtModel, (windows, features, n, tail, width): Run, batch: usize) {
-    let per = tail[0] * tail[1];
+/// Runs every row of `rows` in batches of `batch`, each batch's tensor made
+/// when it runs (as the server's engines do).
+fn infer(session: &mut OrtModel, rows: &dyn Rows, tail: [usize; 2], batch: usize) {
+    let n = rows.rows();
     for start in (0..n).step_by(batch) {
-        let k = batch.min(n - start);
-        let input =
-            &windows[(start * per).min(windows.len())..((start + k) * per).min(windows.len())];
-        let features = &features[start * width..(start + k) * width];
-        black_box(session.run(input, k, &tail, features).unwrap());
+        let range = start..batch.min(n - start) + start;
+        let (input, features) = rows.batch(range.clone());
+        black_box(session.run(&input, range.len(), &tail, features).unwrap());
     }
 }
 

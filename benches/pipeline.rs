@@ -40,7 +40,13 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| detect_r_peaks(black_box(&x), 360.0))
     });
     g.bench_function("windows", |b| {
-        b.iter(|| windows(black_box(&filtered), spec, &spec.starts(filtered.len())))
+        b.iter(|| {
+            windows(
+                black_box(&filtered),
+                spec.length,
+                &spec.starts(filtered.len()),
+            )
+        })
     });
     g.bench_function("total", |b| {
         b.iter(|| {
@@ -48,7 +54,7 @@ fn pipeline(c: &mut Criterion) {
             let x = &rec.leads[0].samples;
             let f = band_pass(360.0, 0.5, 50.0).unwrap().apply(x);
             let peaks = detect_r_peaks(x, 360.0);
-            let w = windows(&f, spec, &spec.starts(f.len()));
+            let w = windows(&f, spec.length, &spec.starts(f.len()));
             (peaks, w)
         })
     });

@@ -168,9 +168,12 @@ impl Runtime {
             let spinning = self.shared.is_none_or(|s| s.spinning);
             builder = builder
                 .with_independent_thread_pool()
-                .and_then(|b| b.with_intra_threads(threads.max(1)))
-                .and_then(|b| b.with_inter_threads(1))
-                .and_then(|b| b.with_intra_op_spinning(spinning))
+                .map_err(|e| model(e.into()))?
+                .with_intra_threads(threads.max(1))
+                .map_err(|e| model(e.into()))?
+                .with_inter_threads(1)
+                .map_err(|e| model(e.into()))?
+                .with_intra_op_spinning(spinning)
                 .map_err(|e| model(e.into()))?;
         }
         if provider == Provider::Cuda {

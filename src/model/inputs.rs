@@ -8,7 +8,16 @@
 //! and `examples/window_scores.rs` all call it, so a model never sees tensors
 //! built differently from those it was trained on; `tests/inputs.rs` checks
 //! that the trainer's tensors for a record equal the server's bit for bit.
+//!
+//! The segment windows are not built up front: [`SegmentInputs`] keeps the
+//! filtered lead and the window starts, and [`Rows::batch`] z-scores a batch
+//! of windows when an engine asks for it. A 24-hour record's windows overlap
+//! by half and would take twice its filtered lead in memory (250 MB at 360 Hz)
+//! if they were built at once; one batch takes 16 x 3,600 samples.
 
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::preprocess::{BeatPreprocessing, FeatureColumn, SegmentPreprocessing};
@@ -36,23 +45,69 @@ pub struct LeadRequest<'a> {
     pub fallback: bool,
 }
 
-/// The segment model's inputs.
+/// The segment model's inputs (cheap to clone: the lead and starts are shared).
 #[derive(Debug, Clone, Default)]
 pub struct SegmentInputs {
     /// The band-passed lead at the model rate.
-    pub filtered: Vec<f64>,
+    pub filtered: Arc<[f64]>,
     /// Start sample (model rate) of each window.
-    pub starts: Vec<usize>,
-    /// Z-scored windows, flattened `[starts.len() * window_samples]`.
-    pub windows: Vec<f32>,
+    pub starts: Arc<[usize]>,
+    /// Samples per window.
+    pub window_samples: usize,
     /// Rhythm features, flattened `[starts.len() * feature_width]` (empty
     /// without [`super::preprocess::WindowFeatures`]).
-    pub features: Vec<f32>,
+    pub features: Arc<[f32]>,
+}
+
+impl SegmentInputs {
+    /// The z-scored windows `range` (indices into `starts`), flattened
+    /// `[range.len() * window_samples]`; `windows(0..starts.len())` is all of them.
+    pub fn windows(&self, range: Range<usize>) -> Vec<f32> {
+        windows(&self.filtered, self.window_samples, &self.starts[range])
+    }
+}
+
+/// A model's input rows (windows or beats), read a batch at a time.
+pub trait Rows: Send + Sync {
+    /// How many rows there are.
+    fn rows(&self) -> usize;
+    /// Rows `range`: the model's main input flattened (empty for a model of
+    /// features alone) and its `features` flattened (empty for a model without).
+    fn batch(&self, range: Range<usize>) -> (Cow<'_, [f32]>, &[f32]);
+}
+
+impl Rows for SegmentInputs {
+    fn rows(&self) -> usize {
+        self.starts.len()
+    }
+
+    fn batch(&self, range: Range<usize>) -> (Cow<'_, [f32]>, &[f32]) {
+        let width = self.features.len() / self.starts.len().max(1);
+        let features = &self.features[range.start * width..range.end * width];
+        (Cow::Owned(self.windows(range)), features)
+    }
+}
+
+impl Rows for BeatInputs {
+    fn rows(&self) -> usize {
+        self.beats
+    }
+
+    fn batch(&self, range: Range<usize>) -> (Cow<'_, [f32]>, &[f32]) {
+        let per = self.windows.len() / self.beats.max(1);
+        let width = self.features.len() / self.beats.max(1);
+        (
+            Cow::Borrowed(&self.windows[range.start * per..range.end * per]),
+            &self.features[range.start * width..range.end * width],
+        )
+    }
 }
 
 /// The beat model's inputs, one example per R peak.
 #[derive(Debug, Clone, Default)]
 pub struct BeatInputs {
+    /// Beats (rows).
+    pub beats: usize,
     /// Windows, flattened `[beats * channels * (before + after)]`.
     pub windows: Vec<f32>,
     /// RR features, flattened `[beats * features]`.
@@ -85,7 +140,15 @@ pub fn model_inputs(rec: &Recording, lead: LeadRequest, models: Models) -> Resul
     let choice = rec.select_lead(lead.name, lead.fallback)?;
     let samples = &rec.leads[choice.index].samples;
     let fs = rec.sampling_rate;
-    let started = Instant::now();
+    // R peaks first: the detector's working copies are gone before the
+    // filtered leads are made (a long record's peak memory).
+    let t = Instant::now();
+    let peaks = detect_r_peaks(samples, fs);
+    let mut spent = Spent {
+        peaks: t.elapsed(),
+        ..Spent::default()
+    };
+    let t = Instant::now();
     let segment = models
         .segment
         .map(|pre| -> Result<_> {
@@ -93,23 +156,15 @@ pub fn model_inputs(rec: &Recording, lead: LeadRequest, models: Models) -> Resul
             spec.validate()?;
             let filtered = pre.filter_spec().apply(samples, fs)?;
             let starts = spec.starts(filtered.len());
-            let windows = windows(&filtered, spec, &starts);
+            let features = segment_features(pre, &peaks, fs, &starts);
             Ok(SegmentInputs {
-                filtered,
-                starts,
-                windows,
-                features: Vec::new(),
+                filtered: filtered.into(),
+                starts: starts.into(),
+                window_samples: spec.length,
+                features: features.into(),
             })
         })
         .transpose()?;
-    let mut spent = Spent {
-        inputs: started.elapsed(),
-        ..Spent::default()
-    };
-    let t = Instant::now();
-    let peaks = detect_r_peaks(samples, fs);
-    spent.peaks = t.elapsed();
-    let t = Instant::now();
     let beat = models
         .beat
         .map(|pre| -> Result<_> {
@@ -123,11 +178,7 @@ pub fn model_inputs(rec: &Recording, lead: LeadRequest, models: Models) -> Resul
             })
         })
         .transpose()?;
-    let segment = segment.zip(models.segment).map(|(mut s, pre)| {
-        s.features = segment_features(pre, &peaks, fs, &s.starts);
-        s
-    });
-    spent.inputs += t.elapsed();
+    spent.inputs = t.elapsed();
     Ok(ModelInputs {
         lead: choice,
         peaks,
@@ -195,6 +246,7 @@ fn beat_inputs(
         })
         .collect();
     Ok(BeatInputs {
+        beats: peaks.len(),
         windows: if beat.samples() == 0 {
             Vec::new()
         } else if beat.template {
@@ -249,8 +301,9 @@ mod tests {
         let out = model_inputs(&rec, MLII, models).unwrap();
         let s = out.segment.unwrap();
         assert_eq!(s.filtered.len(), 9000);
-        assert_eq!(s.starts, vec![0, 1800, 3600, 5400]);
-        assert_eq!(s.windows.len(), 4 * 3600);
+        assert_eq!(s.starts[..], [0, 1800, 3600, 5400]);
+        assert_eq!(s.windows(0..4).len(), 4 * 3600);
+        assert_eq!(s.batch(1..3).0[..], s.windows(0..4)[3600..3 * 3600]);
         assert_eq!(s.features.len(), 4 * 6);
         let b = out.beat.unwrap();
         assert!(out.peaks.len() > 20, "{} peaks", out.peaks.len());

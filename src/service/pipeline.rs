@@ -121,18 +121,13 @@ impl Analyser {
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("the analysis task failed: {e}")))??;
-        // The tensors move to the engines; what the answer needs stays.
+        // The engines read the rows a batch at a time; what the answer needs
+        // stays (the segment inputs are shared, the beat inputs move).
         let inputs = &mut prepared.inputs;
         let segment_inputs = inputs.segment.get_or_insert_with(Default::default);
-        let reply = self.segment.submit(
-            std::mem::take(&mut segment_inputs.windows),
-            std::mem::take(&mut segment_inputs.features),
-            segment_inputs.starts.len(),
-        )?;
+        let reply = self.segment.submit(Box::new(segment_inputs.clone()))?;
         let beat_reply = match (&self.beat, inputs.beat.take()) {
-            (Some(pool), Some(b)) if !inputs.peaks.is_empty() => {
-                Some(pool.submit(b.windows, b.features, inputs.peaks.len())?)
-            }
+            (Some(pool), Some(b)) if !inputs.peaks.is_empty() => Some(pool.submit(Box::new(b))?),
             _ => None,
         };
         let result = answer(reply).await?;

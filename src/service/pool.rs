@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use crate::engine::{EngineError, ModelOutputs, OrtModel, Provider, Runtime};
 use crate::model::card::Task;
 use crate::model::ModelCard;
+use crate::model::Rows;
 
 /// How to start the pool.
 #[derive(Debug, Clone)]
@@ -68,10 +69,8 @@ pub struct JobResult {
 }
 
 struct Job {
-    input: Vec<f32>,
-    /// The beat model's second input (empty for the segment model).
-    features: Vec<f32>,
-    batch: usize,
+    /// The windows or beats, read a batch at a time.
+    rows: Box<dyn Rows>,
     enqueued: Instant,
     reply: oneshot::Sender<Result<JobResult, EngineError>>,
 }
@@ -253,13 +252,7 @@ impl EnginePool {
             metrics::gauge!("ecg_queue_depth").set(self.queue_depth() as f64);
             let queue_wait = job.enqueued.elapsed();
             let started = Instant::now();
-            let result = run_chunked(
-                &mut session,
-                (&job.input, &job.features),
-                job.batch,
-                &tail,
-                self.options.max_batch,
-            );
+            let result = run_batches(&mut session, &*job.rows, &tail, self.options.max_batch);
             let reply = result.map(|outputs| JobResult {
                 outputs,
                 queue_wait,
@@ -298,13 +291,10 @@ impl EnginePool {
         }
     }
 
-    /// Queues `batch` windows (flattened in `input`) and, for a beat model, their
-    /// `features` (flattened; empty otherwise) for inference.
+    /// Queues `rows` (windows or beats, with their features) for inference.
     pub fn submit(
         &self,
-        input: Vec<f32>,
-        features: Vec<f32>,
-        batch: usize,
+        rows: Box<dyn Rows>,
     ) -> Result<oneshot::Receiver<Result<JobResult, EngineError>>, PoolError> {
         match self.readiness() {
             Readiness::Ready { .. } => {}
@@ -315,9 +305,7 @@ impl EnginePool {
         }
         let (reply, rx) = oneshot::channel();
         let job = Job {
-            input,
-            features,
-            batch,
+            rows,
             enqueued: Instant::now(),
             reply,
         };
@@ -348,27 +336,21 @@ fn feature_width(card: &ModelCard) -> usize {
     card.kind.feature_width()
 }
 
-/// Runs `batch` windows (and their features) in chunks of at most `max_batch`
-/// and concatenates the outputs.
-fn run_chunked(
+/// Runs every row of `rows` in batches of at most `max_batch` (each batch's
+/// tensor made only when it runs) and concatenates the outputs.
+fn run_batches(
     session: &mut OrtModel,
-    (input, features): (&[f32], &[f32]),
-    batch: usize,
+    rows: &dyn Rows,
     tail: &[usize; 2],
     max_batch: usize,
 ) -> Result<ModelOutputs, EngineError> {
-    let per = tail[0] * tail[1];
-    let width = features.len() / batch.max(1);
+    let n = rows.rows();
     let chunk = max_batch.max(1);
     let mut out: Option<ModelOutputs> = None;
-    for start in (0..batch).step_by(chunk) {
-        let n = chunk.min(batch - start);
-        let part = session.run(
-            &input[start * per..(start + n) * per],
-            n,
-            tail,
-            &features[start * width..(start + n) * width],
-        )?;
+    for start in (0..n).step_by(chunk) {
+        let range = start..chunk.min(n - start) + start;
+        let (input, features) = rows.batch(range.clone());
+        let part = session.run(&input, range.len(), tail, features)?;
         match out.as_mut() {
             None => out = Some(part),
             Some(o) => {

@@ -78,11 +78,12 @@ fn sum_by(x: &[f64], f: impl Fn(f64) -> f64) -> f64 {
     partial.iter().sum::<f64>() + rest
 }
 
-/// Windows of `x` at `starts`, each z-scored, flattened `[starts.len() * length]`.
-pub fn windows(x: &[f64], spec: WindowSpec, starts: &[usize]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(starts.len() * spec.length);
+/// Windows of `length` samples of `x` at `starts`, each z-scored, flattened
+/// `[starts.len() * length]`.
+pub fn windows(x: &[f64], length: usize, starts: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(starts.len() * length);
     for &s in starts {
-        zscore_into(&x[s..s + spec.length], &mut out);
+        zscore_into(&x[s..s + length], &mut out);
     }
     out
 }
@@ -191,11 +192,11 @@ mod tests {
     #[test]
     fn zscore_and_flat_windows() {
         let x: Vec<f64> = (0..3600).map(|i| (i % 7) as f64 * 0.3 + 5.0).collect();
-        let w = windows(&x, WindowSpec::MITDB_10S, &[0]);
+        let w = windows(&x, WindowSpec::MITDB_10S.length, &[0]);
         let mean: f64 = w.iter().map(|&v| v as f64).sum::<f64>() / 3600.0;
         let var: f64 = w.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / 3600.0;
         assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4);
-        let flat = windows(&[2.0; 3600], WindowSpec::MITDB_10S, &[0]);
+        let flat = windows(&[2.0; 3600], WindowSpec::MITDB_10S.length, &[0]);
         assert!(flat.iter().all(|&v| v == 0.0));
     }
 

@@ -246,8 +246,7 @@ pub fn record_windows(
             non_n_fraction(&classes),
         ) {
             (Some(label), Some(fraction)) => {
-                out.windows
-                    .extend_from_slice(&inputs.windows[k * len..(k + 1) * len]);
+                out.windows.extend(inputs.windows(k..k + 1));
                 out.features
                     .extend_from_slice(&inputs.features[k * width..(k + 1) * width]);
                 out.labels.push(label);
