@@ -49,7 +49,7 @@ pub struct LeadRequest<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct SegmentInputs {
     /// The band-passed lead at the model rate.
-    pub filtered: Arc<[f64]>,
+    pub filtered: Arc<Vec<f64>>,
     /// Start sample (model rate) of each window.
     pub starts: Arc<[usize]>,
     /// Samples per window.
@@ -119,7 +119,7 @@ pub struct BeatInputs {
 pub struct Spent {
     /// R-peak detection.
     pub peaks: Duration,
-    /// Filtering, windows and features.
+    /// Filtering and features (the segment windows are made later, a batch at a time).
     pub inputs: Duration,
 }
 
@@ -138,27 +138,66 @@ pub struct ModelInputs {
 /// The inputs of `models` for `rec`'s lead `lead`.
 pub fn model_inputs(rec: &Recording, lead: LeadRequest, models: Models) -> Result<ModelInputs> {
     let choice = rec.select_lead(lead.name, lead.fallback)?;
-    let samples = &rec.leads[choice.index].samples;
+    let samples = Cow::Borrowed(&rec.leads[choice.index].samples[..]);
+    inputs_of(samples, rec.sampling_rate, choice, models)
+}
+
+/// [`model_inputs`] of a recording the caller gives up (the server, once it
+/// has what it needs of it): the other leads are freed, and the lead is
+/// band-passed where it lies when nothing reads the raw samples after that,
+/// so a long record holds one copy of its lead instead of two (a 24-hour
+/// lead is 250 MB). The same tensors, bit for bit.
+pub fn model_inputs_owned(
+    mut rec: Recording,
+    lead: LeadRequest,
+    models: Models,
+) -> Result<ModelInputs> {
+    let choice = rec.select_lead(lead.name, lead.fallback)?;
+    let samples = std::mem::take(&mut rec.leads[choice.index].samples);
     let fs = rec.sampling_rate;
+    drop(rec);
+    inputs_of(Cow::Owned(samples), fs, choice, models)
+}
+
+fn inputs_of(
+    samples: Cow<'_, [f64]>,
+    fs: f64,
+    choice: LeadChoice,
+    models: Models,
+) -> Result<ModelInputs> {
     // R peaks first: the detector's working copies are gone before the
     // filtered leads are made (a long record's peak memory).
     let t = Instant::now();
-    let peaks = detect_r_peaks(samples, fs);
+    let peaks = detect_r_peaks(&samples, fs);
     let mut spent = Spent {
         peaks: t.elapsed(),
         ..Spent::default()
     };
+    // The beat model reads the segment model's filtered lead when it filters
+    // alike; else it filters the raw samples after the segment model has.
+    let shares = |s: &SegmentPreprocessing| {
+        models
+            .beat
+            .is_none_or(|b| b.filter_spec() == s.filter_spec())
+    };
+    let mut samples = Some(samples);
     let t = Instant::now();
     let segment = models
         .segment
         .map(|pre| -> Result<_> {
             let spec = pre.window_spec();
             spec.validate()?;
-            let filtered = pre.filter_spec().apply(samples, fs)?;
+            let filtered = match samples.take_if(|_| shares(pre)) {
+                Some(Cow::Owned(own)) => pre.filter_spec().apply_owned(own, fs)?,
+                Some(Cow::Borrowed(raw)) => pre.filter_spec().apply(raw, fs)?,
+                None => pre
+                    .filter_spec()
+                    .apply(samples.as_deref().unwrap_or(&[]), fs)?,
+            };
             let starts = spec.starts(filtered.len());
             let features = segment_features(pre, &peaks, fs, &starts);
             Ok(SegmentInputs {
-                filtered: filtered.into(),
+                filtered: Arc::new(filtered),
                 starts: starts.into(),
                 window_samples: spec.length,
                 features: features.into(),
@@ -172,9 +211,15 @@ pub fn model_inputs(rec: &Recording, lead: LeadRequest, models: Models) -> Resul
                 .as_ref()
                 .zip(models.segment)
                 .filter(|(_, s)| s.filter_spec() == pre.filter_spec());
-            Ok(match shared {
-                Some((s, _)) => beat_inputs(pre, &s.filtered, &peaks, fs)?,
-                None => beat_inputs(pre, &pre.filter_spec().apply(samples, fs)?, &peaks, fs)?,
+            Ok(match (shared, samples.take()) {
+                (Some((s, _)), _) => beat_inputs(pre, &s.filtered, &peaks, fs)?,
+                (None, Some(Cow::Owned(own))) => {
+                    beat_inputs(pre, &pre.filter_spec().apply_owned(own, fs)?, &peaks, fs)?
+                }
+                (None, raw) => {
+                    let raw = raw.as_deref().unwrap_or(&[]);
+                    beat_inputs(pre, &pre.filter_spec().apply(raw, fs)?, &peaks, fs)?
+                }
             })
         })
         .transpose()?;
@@ -345,6 +390,50 @@ mod tests {
         let (a, b) = (both.beat.unwrap(), beat_only.beat.unwrap());
         assert_eq!(a.windows, b.windows);
         assert_eq!(a.features, b.features);
+    }
+
+    #[test]
+    fn a_recording_given_up_gives_the_same_tensors() {
+        let seg = SegmentPreprocessing::mitdb_segment();
+        let beat = BeatPreprocessing::mitdb_beat();
+        let mut other = BeatPreprocessing::mitdb_beat();
+        other.band_hz = [1.0, 40.0];
+        let cases = [
+            (Some(&seg), Some(&beat)),  // one filtered lead for both
+            (Some(&seg), Some(&other)), // the beat model filters on its own
+            (Some(&seg), None),
+            (None, Some(&beat)),
+        ];
+        // At the model rate (filtered in place) and at 250 Hz (resampled first).
+        for fs in [360.0, 250.0] {
+            let rec = recording(fs, 25);
+            for (segment, beat) in cases {
+                let models = Models { segment, beat };
+                let kept = model_inputs(&rec, MLII, models).unwrap();
+                let given = model_inputs_owned(rec.clone(), MLII, models).unwrap();
+                assert_eq!(kept.peaks, given.peaks);
+                let case = format!("{fs} Hz, {} {}", segment.is_some(), beat.is_some());
+                match (kept.segment, given.segment) {
+                    (Some(a), Some(b)) => {
+                        assert!(a.filtered == b.filtered, "{case}");
+                        assert_eq!(a.starts, b.starts, "{case}");
+                        assert_eq!(a.features, b.features, "{case}");
+                        let n = a.starts.len();
+                        assert!(a.windows(0..n) == b.windows(0..n), "{case}");
+                    }
+                    (None, None) => {}
+                    _ => panic!("{case}: segment inputs on one side only"),
+                }
+                match (kept.beat, given.beat) {
+                    (Some(a), Some(b)) => {
+                        assert!(a.windows == b.windows, "{case}");
+                        assert!(a.features == b.features, "{case}");
+                    }
+                    (None, None) => {}
+                    _ => panic!("{case}: beat inputs on one side only"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -9,5 +9,8 @@ pub mod inputs;
 pub mod preprocess;
 
 pub use card::{BeatModel, ModelCard, ModelKind, SegmentModel};
-pub use inputs::{model_inputs, BeatInputs, LeadRequest, ModelInputs, Models, Rows, SegmentInputs};
+pub use inputs::{
+    model_inputs, model_inputs_owned, BeatInputs, LeadRequest, ModelInputs, Models, Rows,
+    SegmentInputs,
+};
 pub use preprocess::{BeatPreprocessing, BeatWindow, SegmentPreprocessing, WindowFeatures};

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::signal::beat_features;
 use crate::signal::filter::band_pass;
-use crate::signal::resample::resample;
+use crate::signal::resample::{resample, resample_owned};
 use crate::signal::rr::{RrFeatures, WINDOW_RR_NAMES};
 use crate::signal::window::WindowSpec;
 use crate::signal::Result;
@@ -37,9 +37,19 @@ pub struct FilterSpec {
 impl FilterSpec {
     /// Resamples `samples` (at `fs` Hz) to the model rate and band-passes them (zero phase).
     pub fn apply(&self, samples: &[f64], fs: f64) -> Result<Vec<f64>> {
-        let resampled = resample(samples, fs, self.sample_rate_hz)?;
         let filter = band_pass(self.sample_rate_hz, self.band_hz[0], self.band_hz[1])?;
-        Ok(filter.apply(&resampled))
+        let mut x = resample(samples, fs, self.sample_rate_hz)?;
+        filter.apply_in_place(&mut x);
+        Ok(x)
+    }
+
+    /// [`Self::apply`] to samples the caller gives up: at the model rate they
+    /// are filtered where they lie (the same values, one signal in memory).
+    pub fn apply_owned(&self, samples: Vec<f64>, fs: f64) -> Result<Vec<f64>> {
+        let filter = band_pass(self.sample_rate_hz, self.band_hz[0], self.band_hz[1])?;
+        let mut x = resample_owned(samples, fs, self.sample_rate_hz)?;
+        filter.apply_in_place(&mut x);
+        Ok(x)
     }
 }
 

@@ -166,17 +166,18 @@ pub struct Reference {
 pub struct Timing {
     /// Reading the uploaded files.
     pub decode: f64,
-    /// Filtering, windows and features of both models (R peaks not included).
+    /// Filtering and the features of both models (R peaks not included).
     pub preprocess: f64,
-    /// R-peak detection (before inference: the segment model's rhythm features
-    /// and the beat model's windows need the beats).
+    /// R-peak detection (before the rest: the segment model's rhythm features
+    /// and the beat model's inputs need the beats).
     pub beats: f64,
     /// The segment model's wait for an engine.
     pub queue: f64,
-    /// The segment model's inference (ONNX Runtime, all windows).
+    /// The segment model's inference: all windows, each batch z-scored just
+    /// before ONNX Runtime runs it (about 1 % of this).
     pub inference: f64,
     /// The beat model's queue wait and inference (0 without a beat model); it
-    /// runs at the same time as the segment model.
+    /// runs at the same time as the segment model, on the same thread pool.
     pub beat_inference: f64,
     /// From the request's arrival to its answer (the upload's reading included).
     pub total: f64,

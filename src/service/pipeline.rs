@@ -22,7 +22,7 @@ use super::answer::{
 use super::pool::{EnginePool, JobResult, PoolError, Readiness};
 use crate::engine::EngineError;
 use crate::model::card::CardError;
-use crate::model::{model_inputs, LeadRequest, ModelCard, Models};
+use crate::model::{model_inputs_owned, LeadRequest, ModelCard, Models};
 use crate::signal::upload::{decode, ReadRequest, UploadError, UploadPart};
 use crate::signal::SignalError;
 
@@ -165,7 +165,7 @@ impl Analyser {
 /// The blocking stage: decode, check, build both models' inputs (public so
 /// that `tests/inputs.rs` can compare the server's tensors with the trainer's).
 pub fn prepare(
-    request: AnalysisRequest,
+    mut request: AnalysisRequest,
     card: &ModelCard,
     beat_card: Option<&ModelCard>,
     max_duration_s: f64,
@@ -173,6 +173,8 @@ pub fn prepare(
     let t = Instant::now();
     let decoded = decode(&request.parts, &request.read)?;
     let decode_time = t.elapsed();
+    // The upload is read: its bytes go before the big buffers come.
+    drop(std::mem::take(&mut request.parts));
     let segment = card.segment()?;
     let beat = beat_card.map(|c| c.beat()).transpose()?;
     let pre = &segment.preprocessing;
@@ -199,19 +201,9 @@ pub fn prepare(
         segment: Some(pre),
         beat: beat.map(|b| &b.preprocessing),
     };
-    let inputs = model_inputs(rec, lead, models)?;
-    let mut warnings = request.warnings;
-    warnings.extend(decoded.warnings);
-    warnings.extend(inputs.lead.fallback_warning.clone());
-    if rec.sampling_rate != pre.sample_rate_hz {
-        warnings.push(format!(
-            "resampled from {} Hz to the model's {} Hz",
-            rec.sampling_rate, pre.sample_rate_hz
-        ));
-    }
-    let record = RecordInfo {
+    let mut record = RecordInfo {
         name: rec.name.clone(),
-        lead: rec.leads[inputs.lead.index].name.clone(),
+        lead: String::new(),
         source: decoded.source.to_string(),
         sampling_rate_hz: rec.sampling_rate,
         model_rate_hz: pre.sample_rate_hz,
@@ -219,6 +211,17 @@ pub fn prepare(
         duration_s,
         leads: rec.leads.iter().map(|l| l.name.clone()).collect(),
     };
+    let inputs = model_inputs_owned(decoded.recording, lead, models)?;
+    record.lead = record.leads[inputs.lead.index].clone();
+    let mut warnings = request.warnings;
+    warnings.extend(decoded.warnings);
+    warnings.extend(inputs.lead.fallback_warning.clone());
+    if record.sampling_rate_hz != pre.sample_rate_hz {
+        warnings.push(format!(
+            "resampled from {} Hz to the model's {} Hz",
+            record.sampling_rate_hz, pre.sample_rate_hz
+        ));
+    }
     Ok(Prepared {
         record,
         inputs,

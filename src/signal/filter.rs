@@ -88,6 +88,12 @@ impl ZeroPhase {
         self.apply_with(x, avx_available())
     }
 
+    /// [`Self::apply`] over `x` itself: the same output, bit for bit, and no
+    /// second signal in memory (a 24-hour lead is 250 MB).
+    pub fn apply_in_place(&self, x: &mut [f64]) {
+        self.apply_in_place_with(x, avx_available())
+    }
+
     /// [`Self::apply`], on the AVX kernel or not (`avx` only where the CPU has it).
     ///
     /// The odd extensions are never joined to the signal: each is filtered on
@@ -101,29 +107,54 @@ impl ZeroPhase {
         if n < 2 {
             return x.to_vec();
         }
-        let pad = self.pad_len().min(n - 1);
-        let left = (1..=pad).rev().map(|i| 2.0 * x[0] - x[i]);
-        let right = (1..=pad).map(|i| 2.0 * x[n - 1] - x[n - 1 - i]);
-        let mut history = self.steady_state(2.0 * x[0] - x[pad]);
-        for v in left {
-            self.step(&mut history, v);
-        }
+        let (start, right) = self.edges(x);
         let mut out = Vec::with_capacity(n);
         let io = OutOfPlace {
             src: x,
             dst: &mut out.spare_capacity_mut()[..n],
         };
-        let mut history = self.pass(io, false, avx, Some(history));
+        let end = self.pass(io, false, avx, Some(start));
         // SAFETY: a pass writes every output (`pass`), and `OutOfPlace` wrote them
         // into the first `n` places of `out`'s capacity.
         unsafe { out.set_len(n) };
-        let tail: Vec<f64> = right.map(|v| self.step(&mut history, v)).collect();
-        let mut history = self.steady_state(tail[pad - 1]);
+        self.backward(&mut out, end, &right, avx);
+        out
+    }
+
+    /// [`Self::apply_with`] in place: the forward pass reads and writes `x`.
+    fn apply_in_place_with(&self, x: &mut [f64], avx: bool) {
+        if x.len() < 2 {
+            return;
+        }
+        let (start, right) = self.edges(x);
+        let end = self.pass(InPlace(x), false, avx, Some(start));
+        self.backward(x, end, &right, avx);
+    }
+
+    /// The forward pass's history after the left odd extension of `x`
+    /// (`x.len() >= 2`), and the right extension's inputs (taken before the
+    /// signal is overwritten).
+    fn edges(&self, x: &[f64]) -> (Vec<[f64; 2]>, Vec<f64>) {
+        let n = x.len();
+        let pad = self.pad_len().min(n - 1);
+        let mut history = self.steady_state(2.0 * x[0] - x[pad]);
+        for i in (1..=pad).rev() {
+            self.step(&mut history, 2.0 * x[0] - x[i]);
+        }
+        let right = (1..=pad).map(|i| 2.0 * x[n - 1] - x[n - 1 - i]).collect();
+        (history, right)
+    }
+
+    /// The rest after the forward pass over the signal, which ended in
+    /// `history`: the right extension `right`, then backward over it (outputs
+    /// unneeded) and over the signal `out`, in place.
+    fn backward(&self, out: &mut [f64], mut history: Vec<[f64; 2]>, right: &[f64], avx: bool) {
+        let tail: Vec<f64> = right.iter().map(|&v| self.step(&mut history, v)).collect();
+        let mut history = self.steady_state(tail[tail.len() - 1]);
         for &v in tail.iter().rev() {
             self.step(&mut history, v);
         }
-        self.pass(InPlace(&mut out), true, avx, Some(history));
-        out
+        self.pass(InPlace(out), true, avx, Some(history));
     }
 
     /// Samples after which the filter has forgotten where it started: its
@@ -700,6 +731,32 @@ mod tests {
                 }
             } else {
                 eprintln!("no AVX + FMA on this CPU: AVX kernel not checked");
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_is_the_same_filter_bit_for_bit() {
+        let fs = 360.0;
+        let f = band_pass(fs, 0.5, 50.0).unwrap();
+        // Long enough for the lane pass (and the AVX kernel where there is
+        // one); short ones take the serial pass and the clipped padding.
+        let long: Vec<f64> = (0..400_000)
+            .map(|i| (i as f64 * 0.013).sin() + 0.3 * ((i as u64 * 7919) % 101) as f64 / 101.0)
+            .collect();
+        let cases: Vec<&[f64]> = vec![
+            &long,
+            &long[3..],
+            &long[..1000],
+            &long[..5],
+            &long[..2],
+            &long[..1],
+        ];
+        for x in cases {
+            for avx in [false, avx_available()] {
+                let mut y = x.to_vec();
+                f.apply_in_place_with(&mut y, avx);
+                assert!(y == f.apply_with(x, avx), "length {} avx {avx}", x.len());
             }
         }
     }

@@ -26,15 +26,7 @@ const RATE_SCALE: f64 = 100.0;
 /// Resamples `x` from `from_hz` to `to_hz`: `ceil(len * to / from)` samples out.
 /// Returns `x` unchanged when the rates match.
 pub fn resample(x: &[f64], from_hz: f64, to_hz: f64) -> Result<Vec<f64>> {
-    for (name, hz) in [("fs", from_hz), ("model rate", to_hz)] {
-        if !(hz.is_finite() && (1.0..=100_000.0).contains(&hz)) {
-            return Err(SignalError::parameter(
-                name,
-                format!("{hz} Hz is out of range; accepted: 1 to 100000 Hz"),
-            ));
-        }
-    }
-    let (up, down) = ratio(from_hz, to_hz);
+    let (up, down) = checked_ratio(from_hz, to_hz)?;
     if up == down || x.is_empty() {
         return Ok(x.to_vec());
     }
@@ -55,6 +47,29 @@ pub fn resample(x: &[f64], from_hz: f64, to_hz: f64) -> Result<Vec<f64>> {
         y.push(acc);
     }
     Ok(y)
+}
+
+/// [`resample`] of a signal the caller gives up: at the same rate it comes
+/// back as it is, without a copy.
+pub fn resample_owned(x: Vec<f64>, from_hz: f64, to_hz: f64) -> Result<Vec<f64>> {
+    let (up, down) = checked_ratio(from_hz, to_hz)?;
+    if up == down {
+        return Ok(x);
+    }
+    resample(&x, from_hz, to_hz)
+}
+
+/// The rates' ratio, once both are in the accepted range.
+fn checked_ratio(from_hz: f64, to_hz: f64) -> Result<(usize, usize)> {
+    for (name, hz) in [("fs", from_hz), ("model rate", to_hz)] {
+        if !(hz.is_finite() && (1.0..=100_000.0).contains(&hz)) {
+            return Err(SignalError::parameter(
+                name,
+                format!("{hz} Hz is out of range; accepted: 1 to 100000 Hz"),
+            ));
+        }
+    }
+    Ok(ratio(from_hz, to_hz))
 }
 
 /// Largest `up` or `down` accepted: the filter has `20 * max(up, down) + 1` taps.
