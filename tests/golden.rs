@@ -27,19 +27,32 @@ fn golden_path() -> PathBuf {
 
 /// Every difference between `want` and `got` beyond [`TOLERANCE`], by JSON path.
 fn differences(want: &Value, got: &Value, path: &str, out: &mut Vec<String>) {
+    differences_within(TOLERANCE, want, got, path, out)
+}
+
+/// Every difference between `want` and `got` beyond `tolerance`, by JSON path.
+fn differences_within(
+    tolerance: f64,
+    want: &Value,
+    got: &Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
     match (want, got) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
                 match (a.get(k), b.get(k)) {
-                    (Some(x), Some(y)) => differences(x, y, &format!("{path}.{k}"), out),
+                    (Some(x), Some(y)) => {
+                        differences_within(tolerance, x, y, &format!("{path}.{k}"), out)
+                    }
                     _ => out.push(format!("{path}.{k}: present in only one answer")),
                 }
             }
         }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                differences(x, y, &format!("{path}[{i}]"), out);
+                differences_within(tolerance, x, y, &format!("{path}[{i}]"), out);
             }
         }
         (Value::Number(a), Value::Number(b)) if a.is_f64() || b.is_f64() => {
@@ -48,7 +61,7 @@ fn differences(want: &Value, got: &Value, path: &str, out: &mut Vec<String>) {
                 b.as_f64().unwrap_or(f64::NAN),
             );
             // NaN is never close.
-            let close = (x - y).abs() <= TOLERANCE;
+            let close = (x - y).abs() <= tolerance;
             if !close {
                 out.push(format!("{path}: {x} != {y}"));
             }
@@ -92,6 +105,42 @@ async fn record_100_answers_as_committed() {
     eprintln!(
         "record 100: the answer equals the golden one ({} beats, {} segments; numbers within {TOLERANCE})",
         want["summary"]["beats"], want["summary"]["segments"]
+    );
+}
+
+/// Record 100's answer (with `include=signal,beat_attention`, so every field)
+/// from a server started with `flags`, without `timing_ms`.
+async fn answer_with(flags: &[&str]) -> Value {
+    let server = Server::start(flags).await;
+    server.wait_ready().await;
+    let form = wfdb_form(fixture("100.hea"), fixture("100.dat"))
+        .part("atr", file(fixture("100.atr"), "100.atr"));
+    let (status, mut got) = post(&server, "?include=signal,beat_attention", form).await;
+    assert_eq!(status, 200, "{got}");
+    got.as_object_mut().unwrap().remove("timing_ms");
+    got
+}
+
+/// The engines run a record in batches, each batch's windows made when it runs:
+/// one window (and 16 beats) per run, or the whole record in one run, must give
+/// the same beats, labels and (within 1e-5) probabilities as the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_does_not_depend_on_the_batches() {
+    let default = answer_with(&[]).await;
+    for flags in [["--max-batch", "1"], ["--max-batch", "1000"]] {
+        let got = answer_with(&flags).await;
+        let mut diffs = Vec::new();
+        differences_within(1e-5, &default, &got, "", &mut diffs);
+        assert!(
+            diffs.is_empty(),
+            "{flags:?}: {} differences (first 20):\n{}",
+            diffs.len(),
+            diffs[..diffs.len().min(20)].join("\n")
+        );
+    }
+    eprintln!(
+        "record 100: the same answer in batches of 1, 16 and 1000 windows ({} beats)",
+        default["summary"]["beats"]
     );
 }
 
