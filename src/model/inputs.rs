@@ -139,7 +139,7 @@ pub struct ModelInputs {
 pub fn model_inputs(rec: &Recording, lead: LeadRequest, models: Models) -> Result<ModelInputs> {
     let choice = rec.select_lead(lead.name, lead.fallback)?;
     let samples = Cow::Borrowed(&rec.leads[choice.index].samples[..]);
-    inputs_of(samples, rec.sampling_rate, choice, models)
+    inputs_of(samples, rec.sampling_rate, choice, models, &mut |_| {})
 }
 
 /// [`model_inputs`] of a recording the caller gives up (the server, once it
@@ -147,16 +147,21 @@ pub fn model_inputs(rec: &Recording, lead: LeadRequest, models: Models) -> Resul
 /// band-passed where it lies when nothing reads the raw samples after that,
 /// so a long record holds one copy of its lead instead of two (a 24-hour
 /// lead is 250 MB). The same tensors, bit for bit.
+///
+/// `segment_ready` sees the segment model's inputs as soon as they are made,
+/// before the beat model's (the server starts the segment model there, so
+/// that the beat features are computed while it runs).
 pub fn model_inputs_owned(
     mut rec: Recording,
     lead: LeadRequest,
     models: Models,
+    segment_ready: &mut dyn FnMut(&SegmentInputs),
 ) -> Result<ModelInputs> {
     let choice = rec.select_lead(lead.name, lead.fallback)?;
     let samples = std::mem::take(&mut rec.leads[choice.index].samples);
     let fs = rec.sampling_rate;
     drop(rec);
-    inputs_of(Cow::Owned(samples), fs, choice, models)
+    inputs_of(Cow::Owned(samples), fs, choice, models, segment_ready)
 }
 
 fn inputs_of(
@@ -164,6 +169,7 @@ fn inputs_of(
     fs: f64,
     choice: LeadChoice,
     models: Models,
+    segment_ready: &mut dyn FnMut(&SegmentInputs),
 ) -> Result<ModelInputs> {
     // R peaks first: the detector's working copies are gone before the
     // filtered leads are made (a long record's peak memory).
@@ -204,6 +210,9 @@ fn inputs_of(
             })
         })
         .transpose()?;
+    if let Some(s) = &segment {
+        segment_ready(s);
+    }
     let beat = models
         .beat
         .map(|pre| -> Result<_> {
@@ -410,7 +419,10 @@ mod tests {
             for (segment, beat) in cases {
                 let models = Models { segment, beat };
                 let kept = model_inputs(&rec, MLII, models).unwrap();
-                let given = model_inputs_owned(rec.clone(), MLII, models).unwrap();
+                let mut seen = 0;
+                let given =
+                    model_inputs_owned(rec.clone(), MLII, models, &mut |_| seen += 1).unwrap();
+                assert_eq!(seen, usize::from(segment.is_some()));
                 assert_eq!(kept.peaks, given.peaks);
                 let case = format!("{fs} Hz, {} {}", segment.is_some(), beat.is_some());
                 match (kept.segment, given.segment) {

@@ -1,11 +1,14 @@
 //! One call from an upload's files to the answer: [`Analyser::analyse`].
 //!
 //! The order of the work lives here and nowhere else:
-//! 1. on one blocking thread: decode the files, check the duration, and build
-//!    both models' inputs with [`model_inputs`] (lead, R peaks, filter,
-//!    windows, rhythm and RR features: the same function the trainer uses);
-//! 2. queue the segment windows and the beat windows on their engine pools
-//!    (they run at the same time, each on its own threads);
+//! 1. on one blocking thread: decode the files (the upload's bytes are freed
+//!    then), check the duration, and build both models' inputs with
+//!    [`model_inputs_owned`] (lead, R peaks, filter in place, rhythm and RR
+//!    features: the trainer's `model_inputs` on a recording given up);
+//! 2. the segment model is queued on its engine pool as soon as its inputs
+//!    exist, and runs while the beat model's features are computed; then the
+//!    beat model is queued (both share the process's one ONNX Runtime thread
+//!    pool, and each engine makes a batch's tensor only when it runs it);
 //! 3. assemble the answer from both outputs ([`assemble`]).
 //!
 //! Admission (a place in the service before the upload is read) and the
@@ -22,7 +25,7 @@ use super::answer::{
 use super::pool::{EnginePool, JobResult, PoolError, Readiness};
 use crate::engine::EngineError;
 use crate::model::card::CardError;
-use crate::model::{model_inputs_owned, LeadRequest, ModelCard, Models};
+use crate::model::{model_inputs_owned, LeadRequest, ModelCard, Models, SegmentInputs};
 use crate::signal::upload::{decode, ReadRequest, UploadError, UploadPart};
 use crate::signal::SignalError;
 
@@ -111,21 +114,34 @@ impl Analyser {
         let received = request.received;
         let (segment_card, beat_for_inputs) = (Arc::clone(&card), beat_card.clone());
         let max_duration_s = self.max_duration_s;
-        let mut prepared = tokio::task::spawn_blocking(move || {
-            prepare(
+        let segment_pool = Arc::clone(&self.segment);
+        let (mut prepared, early) = tokio::task::spawn_blocking(move || {
+            // The segment model starts as soon as its inputs exist; the beat
+            // model's are made while it runs. The engines read the rows a
+            // batch at a time (the segment inputs are shared, not copied).
+            let mut early = None;
+            let mut start = |s: &SegmentInputs| {
+                early = Some(segment_pool.submit(Box::new(s.clone())));
+            };
+            let prepared = prepare_with(
                 request,
                 &segment_card,
                 beat_for_inputs.as_deref(),
                 max_duration_s,
-            )
+                &mut start,
+            );
+            prepared.map(|p| (p, early))
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("the analysis task failed: {e}")))??;
-        // The engines read the rows a batch at a time; what the answer needs
-        // stays (the segment inputs are shared, the beat inputs move).
         let inputs = &mut prepared.inputs;
-        let segment_inputs = inputs.segment.get_or_insert_with(Default::default);
-        let reply = self.segment.submit(Box::new(segment_inputs.clone()))?;
+        let reply = match early {
+            Some(reply) => reply?,
+            None => {
+                let segment_inputs = inputs.segment.get_or_insert_with(Default::default);
+                self.segment.submit(Box::new(segment_inputs.clone()))?
+            }
+        };
         let beat_reply = match (&self.beat, inputs.beat.take()) {
             (Some(pool), Some(b)) if !inputs.peaks.is_empty() => Some(pool.submit(Box::new(b))?),
             _ => None,
@@ -165,10 +181,22 @@ impl Analyser {
 /// The blocking stage: decode, check, build both models' inputs (public so
 /// that `tests/inputs.rs` can compare the server's tensors with the trainer's).
 pub fn prepare(
+    request: AnalysisRequest,
+    card: &ModelCard,
+    beat_card: Option<&ModelCard>,
+    max_duration_s: f64,
+) -> Result<Prepared, ServiceError> {
+    prepare_with(request, card, beat_card, max_duration_s, &mut |_| {})
+}
+
+/// [`prepare`], calling `segment_ready` with the segment model's inputs as
+/// soon as they exist (before the beat model's are made).
+fn prepare_with(
     mut request: AnalysisRequest,
     card: &ModelCard,
     beat_card: Option<&ModelCard>,
     max_duration_s: f64,
+    segment_ready: &mut dyn FnMut(&SegmentInputs),
 ) -> Result<Prepared, ServiceError> {
     let t = Instant::now();
     let decoded = decode(&request.parts, &request.read)?;
@@ -211,7 +239,7 @@ pub fn prepare(
         duration_s,
         leads: rec.leads.iter().map(|l| l.name.clone()).collect(),
     };
-    let inputs = model_inputs_owned(decoded.recording, lead, models)?;
+    let inputs = model_inputs_owned(decoded.recording, lead, models, segment_ready)?;
     record.lead = record.leads[inputs.lead.index].clone();
     let mut warnings = request.warnings;
     warnings.extend(decoded.warnings);
