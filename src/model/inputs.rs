@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use super::preprocess::{BeatPreprocessing, FeatureColumn, SegmentPreprocessing};
 use crate::signal::beat_features::beat_features;
-use crate::signal::qrs::detect_r_peaks;
+use crate::signal::codes::Codes;
+use crate::signal::qrs::{detect_r_peaks, detect_r_peaks_owned};
 use crate::signal::resample::map_index;
 use crate::signal::rr::{rr_features, window_rr_features};
 use crate::signal::window::{beat_windows, beat_windows_with_template, windows};
@@ -174,7 +175,15 @@ fn inputs_of(
     // R peaks first: the detector's working copies are gone before the
     // filtered leads are made (a long record's peak memory).
     let t = Instant::now();
-    let peaks = detect_r_peaks(&samples, fs);
+    let (peaks, samples) = match samples {
+        // A lead given up: the detector band-passes it in place while a
+        // lossless 16-bit copy waits to rebuild it (where it fits in one).
+        Cow::Owned(own) => match Codes::new(&own) {
+            Some(codes) => (detect_r_peaks_owned(own, fs), Cow::Owned(codes.expand())),
+            None => (detect_r_peaks(&own, fs), Cow::Owned(own)),
+        },
+        Cow::Borrowed(raw) => (detect_r_peaks(raw, fs), Cow::Borrowed(raw)),
+    };
     let mut spent = Spent {
         peaks: t.elapsed(),
         ..Spent::default()
@@ -413,9 +422,13 @@ mod tests {
             (Some(&seg), None),
             (None, Some(&beat)),
         ];
-        // At the model rate (filtered in place) and at 250 Hz (resampled first).
-        for fs in [360.0, 250.0] {
-            let rec = recording(fs, 25);
+        // At the model rate (filtered in place) and at 250 Hz (resampled
+        // first); 200 s of the sine take more than 65,536 distinct values, so
+        // the detector filters a copy there instead of the lead itself.
+        for (fs, seconds) in [(360.0, 25), (250.0, 25), (360.0, 200)] {
+            let rec = recording(fs, seconds);
+            let distinct = Codes::new(&rec.leads[0].samples).is_some();
+            assert_eq!(distinct, seconds == 25);
             for (segment, beat) in cases {
                 let models = Models { segment, beat };
                 let kept = model_inputs(&rec, MLII, models).unwrap();
@@ -424,7 +437,11 @@ mod tests {
                     model_inputs_owned(rec.clone(), MLII, models, &mut |_| seen += 1).unwrap();
                 assert_eq!(seen, usize::from(segment.is_some()));
                 assert_eq!(kept.peaks, given.peaks);
-                let case = format!("{fs} Hz, {} {}", segment.is_some(), beat.is_some());
+                let case = format!(
+                    "{fs} Hz, {seconds} s, {} {}",
+                    segment.is_some(),
+                    beat.is_some()
+                );
                 match (kept.segment, given.segment) {
                     (Some(a), Some(b)) => {
                         assert!(a.filtered == b.filtered, "{case}");

@@ -12,6 +12,7 @@
 
 pub mod aami;
 pub mod beat_features;
+pub mod codes;
 pub mod csv;
 pub mod error;
 pub mod filter;
