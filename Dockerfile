@@ -57,13 +57,16 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin ecg
 COPY --from=ort /ort/lib/ /opt/onnxruntime/lib/
 COPY --from=builder /ecg-serve /usr/local/bin/ecg-serve
 COPY models/ /models/
+# MIMALLOC_PURGE_DELAY=0: freed memory goes back to the OS at once (a 24-hour
+# record's peak RSS 470 -> 415 MB; record 100's speed unchanged within noise).
 ENV ORT_DYLIB_PATH=/opt/onnxruntime/lib/libonnxruntime.so.1.31.1 \
     LD_LIBRARY_PATH=/opt/onnxruntime/lib \
     ECG_HOST=0.0.0.0 \
     ECG_PORT=8080 \
     ECG_MODEL_DIR=/models \
     ECG_LOG_FORMAT=json \
-    ECG_EXECUTION_PROVIDER=${EXECUTION_PROVIDER}
+    ECG_EXECUTION_PROVIDER=${EXECUTION_PROVIDER} \
+    MIMALLOC_PURGE_DELAY=0
 USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
