@@ -4,6 +4,7 @@
 //! `scripts/bench_python.py`, run in the same session.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use ecg_serve::signal::codes::Codes;
 use ecg_serve::signal::filter::band_pass;
 use ecg_serve::signal::qrs::detect_r_peaks;
 use ecg_serve::signal::wfdb::{parse_header, read_record, ReadOptions};
@@ -38,6 +39,10 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("bandpass", |b| b.iter(|| filter.apply(black_box(&x))));
     g.bench_function("rpeaks", |b| {
         b.iter(|| detect_r_peaks(black_box(&x), 360.0))
+    });
+    // The server's lossless 16-bit copy of a lead it gives up (made, then expanded).
+    g.bench_function("codes", |b| {
+        b.iter(|| Codes::new(black_box(&x)).unwrap().expand())
     });
     g.bench_function("windows", |b| {
         b.iter(|| {

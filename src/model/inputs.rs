@@ -140,48 +140,76 @@ pub struct ModelInputs {
 pub fn model_inputs(rec: &Recording, lead: LeadRequest, models: Models) -> Result<ModelInputs> {
     let choice = rec.select_lead(lead.name, lead.fallback)?;
     let samples = Cow::Borrowed(&rec.leads[choice.index].samples[..]);
-    inputs_of(samples, rec.sampling_rate, choice, models, &mut |_| {})
+    inputs_of(samples, rec.sampling_rate, choice, models, &mut |_| {}, 0)
 }
 
 /// [`model_inputs`] of a recording the caller gives up (the server, once it
-/// has what it needs of it): the other leads are freed, and the lead is
+/// has what it needs of it): the other leads are freed, the lead is
 /// band-passed where it lies when nothing reads the raw samples after that,
-/// so a long record holds one copy of its lead instead of two (a 24-hour
-/// lead is 250 MB). The same tensors, bit for bit.
+/// and a long lead ([`CODED_FROM_SAMPLES`]) is also R-peak searched in place
+/// beside a lossless 16-bit copy ([`Codes`]), so it holds one copy of its
+/// lead instead of two (a 24-hour lead is 250 MB). The same tensors, bit for bit.
 ///
 /// `segment_ready` sees the segment model's inputs as soon as they are made,
 /// before the beat model's (the server starts the segment model there, so
 /// that the beat features are computed while it runs).
 pub fn model_inputs_owned(
+    rec: Recording,
+    lead: LeadRequest,
+    models: Models,
+    segment_ready: &mut dyn FnMut(&SegmentInputs),
+) -> Result<ModelInputs> {
+    owned_inputs(rec, lead, models, segment_ready, CODED_FROM_SAMPLES)
+}
+
+fn owned_inputs(
     mut rec: Recording,
     lead: LeadRequest,
     models: Models,
     segment_ready: &mut dyn FnMut(&SegmentInputs),
+    codes_from: usize,
 ) -> Result<ModelInputs> {
     let choice = rec.select_lead(lead.name, lead.fallback)?;
     let samples = std::mem::take(&mut rec.leads[choice.index].samples);
     let fs = rec.sampling_rate;
     drop(rec);
-    inputs_of(Cow::Owned(samples), fs, choice, models, segment_ready)
+    inputs_of(
+        Cow::Owned(samples),
+        fs,
+        choice,
+        models,
+        segment_ready,
+        codes_from,
+    )
 }
 
+/// Samples from which a lead given up is coded while the detector works on
+/// it in place: 4 Mi samples (3.2 h at 360 Hz, 32 MB a copy). Coding costs
+/// about as much as the detector itself (record 100: 3.4 ms against 3.3 ms,
+/// `cargo bench --bench pipeline`); below this the second copy costs less.
+const CODED_FROM_SAMPLES: usize = 1 << 22;
+
+/// The inputs of `samples`; a lead given up of at least `codes_from` samples
+/// is R-peak searched in place ([`CODED_FROM_SAMPLES`]).
 fn inputs_of(
     samples: Cow<'_, [f64]>,
     fs: f64,
     choice: LeadChoice,
     models: Models,
     segment_ready: &mut dyn FnMut(&SegmentInputs),
+    codes_from: usize,
 ) -> Result<ModelInputs> {
     // R peaks first: the detector's working copies are gone before the
     // filtered leads are made (a long record's peak memory).
     let t = Instant::now();
     let (peaks, samples) = match samples {
-        // A lead given up: the detector band-passes it in place while a
+        // A long lead given up: the detector band-passes it in place while a
         // lossless 16-bit copy waits to rebuild it (where it fits in one).
-        Cow::Owned(own) => match Codes::new(&own) {
+        Cow::Owned(own) if own.len() >= codes_from => match Codes::new(&own) {
             Some(codes) => (detect_r_peaks_owned(own, fs), Cow::Owned(codes.expand())),
             None => (detect_r_peaks(&own, fs), Cow::Owned(own)),
         },
+        Cow::Owned(own) => (detect_r_peaks(&own, fs), Cow::Owned(own)),
         Cow::Borrowed(raw) => (detect_r_peaks(raw, fs), Cow::Borrowed(raw)),
     };
     let mut spent = Spent {
@@ -436,6 +464,13 @@ mod tests {
                 let given =
                     model_inputs_owned(rec.clone(), MLII, models, &mut |_| seen += 1).unwrap();
                 assert_eq!(seen, usize::from(segment.is_some()));
+                // The long-record path (coded, detector in place) on this short one.
+                let coded = owned_inputs(rec.clone(), MLII, models, &mut |_| {}, 0).unwrap();
+                assert_eq!(coded.peaks, given.peaks);
+                let segments = coded.segment.as_ref().zip(given.segment.as_ref());
+                assert!(segments.is_none_or(|(a, b)| a.filtered == b.filtered));
+                let beats = coded.beat.as_ref().zip(given.beat.as_ref());
+                assert!(beats.is_none_or(|(a, b)| a.features == b.features));
                 assert_eq!(kept.peaks, given.peaks);
                 let case = format!(
                     "{fs} Hz, {seconds} s, {} {}",
