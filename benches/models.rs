@@ -9,8 +9,9 @@
 //! Needs ONNX Runtime (`ORT_DYLIB_PATH`, as `scripts/fetch-ort.sh` prints).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ecg_serve::engine::{available_cpus, OrtModel, Provider, Runtime, SharedThreads};
+use ecg_serve::engine::{available_cpus, Provider, Runtime, SharedThreads};
 use ecg_serve::model::{model_inputs, LeadRequest, ModelCard, ModelKind, Models, Rows};
+use ecg_serve::service::run_batches;
 use ecg_serve::signal::wfdb::{parse_header, read_record, ReadOptions};
 use std::hint::black_box;
 use std::path::Path;
@@ -66,12 +67,12 @@ fn models(c: &mut Criterion) {
             ModelKind::Beat(_) => BEAT_BATCH,
         };
         g.bench_function(format!("{label}/inference"), |b| {
-            b.iter(|| infer(&mut session, &*rows, tail, batch))
+            b.iter(|| black_box(run_batches(&mut session, &*rows, &tail, batch).unwrap()))
         });
         if matches!(card.kind, ModelKind::Segment(_)) {
             for batch in [4, 8, 16, 32, 64, 128] {
                 g.bench_function(format!("segment_batch/{batch}"), |b| {
-                    b.iter(|| infer(&mut session, &*rows, tail, batch))
+                    b.iter(|| black_box(run_batches(&mut session, &*rows, &tail, batch).unwrap()))
                 });
             }
         }
@@ -82,17 +83,6 @@ fn models(c: &mut Criterion) {
 /// The server's default batches (`--max-batch`, and 16x that for beats).
 const SEGMENT_BATCH: usize = 16;
 const BEAT_BATCH: usize = 256;
-
-/// Runs every row of `rows` in batches of `batch`, each batch's tensor made
-/// when it runs (as the server's engines do).
-fn infer(session: &mut OrtModel, rows: &dyn Rows, tail: [usize; 2], batch: usize) {
-    let n = rows.rows();
-    for start in (0..n).step_by(batch) {
-        let range = start..batch.min(n - start) + start;
-        let (input, features) = rows.batch(range.clone());
-        black_box(session.run(&input, range.len(), &tail, features).unwrap());
-    }
-}
 
 criterion_group!(benches, models);
 criterion_main!(benches);

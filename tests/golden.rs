@@ -71,15 +71,34 @@ fn differences_within(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn record_100_answers_as_committed() {
-    let server = Server::start(&[]).await;
+/// Record 100's answer (with its `.atr`, so the `reference` block too) from a
+/// server started with `flags`, asked with `query`, without `timing_ms`.
+async fn answer_with(flags: &[&str], query: &str) -> Value {
+    let server = Server::start(flags).await;
     server.wait_ready().await;
     let form = wfdb_form(fixture("100.hea"), fixture("100.dat"))
         .part("atr", file(fixture("100.atr"), "100.atr"));
-    let (status, mut got) = post(&server, "", form).await;
+    let (status, mut got) = post(&server, query, form).await;
     assert_eq!(status, 200, "{got}");
     got.as_object_mut().unwrap().remove("timing_ms");
+    got
+}
+
+/// Fails, naming the first 20, when `got` differs from `want` beyond `tolerance`.
+fn assert_same(tolerance: f64, want: &Value, got: &Value, what: &str) {
+    let mut diffs = Vec::new();
+    differences_within(tolerance, want, got, "", &mut diffs);
+    assert!(
+        diffs.is_empty(),
+        "{what}: {} differences (first 20):\n{}",
+        diffs.len(),
+        diffs[..diffs.len().min(20)].join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_100_answers_as_committed() {
+    let got = answer_with(&[], "").await;
     if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gz.write_all(serde_json::to_string(&got).unwrap().as_bytes())
@@ -94,49 +113,24 @@ async fn record_100_answers_as_committed() {
         .read_to_string(&mut text)
         .unwrap();
     let want: Value = serde_json::from_str(&text).unwrap();
-    let mut diffs = Vec::new();
-    differences(&want, &got, "", &mut diffs);
-    assert!(
-        diffs.is_empty(),
-        "{} differences from the golden answer (first 20):\n{}",
-        diffs.len(),
-        diffs[..diffs.len().min(20)].join("\n")
-    );
+    assert_same(TOLERANCE, &want, &got, "the golden answer");
     eprintln!(
         "record 100: the answer equals the golden one ({} beats, {} segments; numbers within {TOLERANCE})",
         want["summary"]["beats"], want["summary"]["segments"]
     );
 }
 
-/// Record 100's answer (with `include=signal,beat_attention`, so every field)
-/// from a server started with `flags`, without `timing_ms`.
-async fn answer_with(flags: &[&str]) -> Value {
-    let server = Server::start(flags).await;
-    server.wait_ready().await;
-    let form = wfdb_form(fixture("100.hea"), fixture("100.dat"))
-        .part("atr", file(fixture("100.atr"), "100.atr"));
-    let (status, mut got) = post(&server, "?include=signal,beat_attention", form).await;
-    assert_eq!(status, 200, "{got}");
-    got.as_object_mut().unwrap().remove("timing_ms");
-    got
-}
-
 /// The engines run a record in batches, each batch's windows made when it runs:
 /// one window (and 16 beats) per run, or the whole record in one run, must give
-/// the same beats, labels and (within 1e-5) probabilities as the default.
+/// the same beats, labels and (within 1e-5) probabilities as the default. Asked
+/// with `include=signal,beat_attention`, so every field is compared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_answer_does_not_depend_on_the_batches() {
-    let default = answer_with(&[]).await;
+    let query = "?include=signal,beat_attention";
+    let default = answer_with(&[], query).await;
     for flags in [["--max-batch", "1"], ["--max-batch", "1000"]] {
-        let got = answer_with(&flags).await;
-        let mut diffs = Vec::new();
-        differences_within(1e-5, &default, &got, "", &mut diffs);
-        assert!(
-            diffs.is_empty(),
-            "{flags:?}: {} differences (first 20):\n{}",
-            diffs.len(),
-            diffs[..diffs.len().min(20)].join("\n")
-        );
+        let got = answer_with(&flags, query).await;
+        assert_same(1e-5, &default, &got, &format!("{flags:?}"));
     }
     eprintln!(
         "record 100: the same answer in batches of 1, 16 and 1000 windows ({} beats)",

@@ -3,7 +3,7 @@
 //! [`Analyser::analyse`] and formats; a batch runner could call it the same way).
 //!
 //! - [`pipeline`]: [`Analyser::analyse`], which owns the order of the work:
-//!   decode, lead, inputs ([`crate::model::model_inputs`]: filter, beats, windows,
+//!   decode, lead, inputs ([`crate::model::model_inputs_owned`]: beats, filter,
 //!   features), both models, assembly; one hop to a blocking thread per request.
 //! - [`pool`]: the engine pools that run each model on its own OS threads behind
 //!   a bounded queue, with admission control.
@@ -16,4 +16,4 @@ pub mod pool;
 
 pub use answer::{Include, PredictResponse};
 pub use pipeline::{Analyser, AnalysisRequest, ServiceError};
-pub use pool::{Admission, EnginePool, PoolError, PoolOptions, Readiness};
+pub use pool::{run_batches, Admission, EnginePool, PoolError, PoolOptions, Readiness};

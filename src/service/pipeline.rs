@@ -135,13 +135,10 @@ impl Analyser {
         .await
         .map_err(|e| ServiceError::Internal(format!("the analysis task failed: {e}")))??;
         let inputs = &mut prepared.inputs;
-        let reply = match early {
-            Some(reply) => reply?,
-            None => {
-                let segment_inputs = inputs.segment.get_or_insert_with(Default::default);
-                self.segment.submit(Box::new(segment_inputs.clone()))?
-            }
-        };
+        // `prepare` always asks for the segment model's inputs.
+        let reply = early.ok_or_else(|| {
+            ServiceError::Internal("the segment model's inputs were not made".into())
+        })??;
         let beat_reply = match (&self.beat, inputs.beat.take()) {
             (Some(pool), Some(b)) if !inputs.peaks.is_empty() => Some(pool.submit(Box::new(b))?),
             _ => None,

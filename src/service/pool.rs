@@ -337,8 +337,9 @@ fn feature_width(card: &ModelCard) -> usize {
 }
 
 /// Runs every row of `rows` in batches of at most `max_batch` (each batch's
-/// tensor made only when it runs) and concatenates the outputs.
-fn run_batches(
+/// tensor made only when it runs) and concatenates the outputs: what an
+/// engine thread does with a job (public for `cargo bench --bench models`).
+pub fn run_batches(
     session: &mut OrtModel,
     rows: &dyn Rows,
     tail: &[usize; 2],
