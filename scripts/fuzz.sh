@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the signal readers with cargo-fuzz (libFuzzer + AddressSanitizer):
-# the .hea parser, every .dat format, whole records, .atr and CSV.
+# the .hea parser, every .dat format, whole records, .atr, CSV and EDF.
 #
 #   scripts/fuzz.sh            # every target for 60 s
 #   SECONDS_EACH=600 scripts/fuzz.sh csv
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs=${SECONDS_EACH:-60}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(header dat record atr csv)
+[ ${#targets[@]} -gt 0 ] || targets=(header dat record atr csv edf)
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O >&2
 for t in "${targets[@]}"; do

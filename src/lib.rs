@@ -11,11 +11,13 @@
 //! - [`service`]: the transport-free analysis pipeline ([`service::Analyser`]) and
 //!   the engine pools it runs the models on;
 //! - [`server`]: the HTTP layer over the service;
+//! - [`batch`]: `ecg-serve analyze`, the same service over folders of records;
 //! - [`eval`]: scoring beats and detections against reference annotations;
 //! - `train` (feature `train`): the trainer behind `ecg-train`.
 //!
 //! The binaries in `src/bin/` only parse flags and call into here.
 
+pub mod batch;
 pub mod engine;
 pub mod eval;
 pub mod model;

@@ -67,8 +67,16 @@ fn case(
     }
 }
 
+/// A committed EDF fixture (`tests/fixtures/edf/make.py`) with `bytes` at `at`.
+fn edf(name: &str, at: usize, bytes: &[u8]) -> Form {
+    let mut edf = std::fs::read(common::fixtures().join("edf").join(name)).unwrap();
+    edf[at..at + bytes.len()].copy_from_slice(bytes);
+    Form::new().part("edf", file(edf, name))
+}
+
 fn cases() -> Vec<Case> {
     let dat = fixture("100.dat");
+    let uv_edf = std::fs::read(common::fixtures().join("edf/100-20s-uv.edf")).unwrap();
     let hea_with = |from: &str, to: &str| {
         let (from, to) = (from.to_string(), to.to_string());
         header(move |h| h.replacen(&from, &to, 1))
@@ -218,6 +226,55 @@ fn cases() -> Vec<Case> {
             422,
             "invalid_signal",
             "at least 10.0 s",
+        ),
+        case(
+            "truncated edf",
+            "",
+            Form::new().part("edf", file(uv_edf[..uv_edf.len() - 100].to_vec(), "x.edf")),
+            422,
+            "invalid_signal",
+            "truncated",
+        ),
+        case(
+            "edf header size disagrees with its signal count",
+            "",
+            edf("100-20s-uv.edf", 184, b"768     "),
+            422,
+            "invalid_signal",
+            "the header says it is 768 bytes",
+        ),
+        case(
+            "edf signal with zero samples per record",
+            "",
+            // Signal 0's samples per record: 256 + label, transducer, 5 x 8, prefiltering.
+            edf("100-20s-uv.edf", 256 + 16 + 80 + 40 + 80, b"0       "),
+            422,
+            "invalid_signal",
+            "samples per data record",
+        ),
+        case(
+            "edf without an ecg signal",
+            "",
+            edf("100-20s-uv.edf", 256, b"EEG C3-A2       "),
+            422,
+            "invalid_signal",
+            "no ECG signal among `EEG C3-A2`",
+        ),
+        case(
+            "discontinuous edf+",
+            "",
+            edf("100-2min.edf", 192, b"EDF+D"),
+            422,
+            "invalid_signal",
+            "EDF+D",
+        ),
+        case(
+            "bdf",
+            "",
+            Form::new().part("edf", file(b"\xffBIOSEMI".repeat(40), "x.edf")),
+            422,
+            "invalid_signal",
+            "BDF",
         ),
         case(
             "bad query parameter",

@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use crate::batch::AnalyzeArgs;
 use crate::engine::{available_cpus, Provider, SharedThreads};
 
 /// Log output format.
@@ -53,40 +54,46 @@ pub struct Config {
     #[arg(long, env = "ECG_PORT", default_value_t = 8080)]
     pub port: u16,
     /// Folder holding the model (.onnx) and its card (.json).
-    #[arg(long, env = "ECG_MODEL_DIR", default_value = "models")]
+    #[arg(long, env = "ECG_MODEL_DIR", global = true, default_value = "models")]
     pub model_dir: PathBuf,
     /// Model name: <model-dir>/<model>.json is its card.
-    #[arg(long, env = "ECG_MODEL", default_value = "ecg-segment")]
+    #[arg(long, env = "ECG_MODEL", global = true, default_value = "ecg-segment")]
     pub model: String,
     /// Beat model name: <model-dir>/<beat-model>.json is its card; `none` serves
     /// beats without labels.
-    #[arg(long, env = "ECG_BEAT_MODEL", default_value = "ecg-beat")]
+    #[arg(
+        long,
+        env = "ECG_BEAT_MODEL",
+        global = true,
+        default_value = "ecg-beat"
+    )]
     pub beat_model: String,
     /// ONNX Runtime execution provider.
     #[arg(
         long,
         env = "ECG_EXECUTION_PROVIDER",
         value_enum,
+        global = true,
         default_value = "cpu"
     )]
     pub execution_provider: Provider,
     /// With --execution-provider cuda: use the CPU if CUDA cannot start (else refuse to start).
-    #[arg(long, env = "ECG_ALLOW_CPU_FALLBACK")]
+    #[arg(long, env = "ECG_ALLOW_CPU_FALLBACK", global = true)]
     pub allow_cpu_fallback: bool,
     /// Model sessions, each on its own thread.
-    #[arg(long, env = "ECG_SESSIONS", default_value_t = 1)]
+    #[arg(long, env = "ECG_SESSIONS", global = true, default_value_t = 1)]
     pub sessions: usize,
     /// CPU threads for model inference: one ONNX Runtime thread pool shared by
     /// every session of both models (default: the CPUs this process may use,
     /// which follow a container's CPU quota).
-    #[arg(long, env = "ECG_THREADS")]
+    #[arg(long, env = "ECG_THREADS", global = true)]
     pub threads: Option<usize>,
     /// Whether ONNX Runtime's idle threads spin (busy-wait) for the next piece of work.
-    #[arg(long, env = "ECG_SPINNING", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "ECG_SPINNING", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub spinning: bool,
     /// Give each session its own pool of this many intra-op threads instead of
     /// the shared pool (--threads); for experiments.
-    #[arg(long, env = "ECG_INTRA_THREADS")]
+    #[arg(long, env = "ECG_INTRA_THREADS", global = true)]
     pub intra_threads: Option<usize>,
     /// Requests that may wait for a session; more are refused with 429.
     #[arg(long, env = "ECG_QUEUE_SIZE", default_value_t = 4)]
@@ -96,13 +103,18 @@ pub struct Config {
     /// batches were the fastest (`cargo bench --bench models`) and bound ONNX
     /// Runtime's working memory (about 1.2 MB per window); on an H100, 1024
     /// served ~40 % more requests/s than 64.
-    #[arg(long, env = "ECG_MAX_BATCH")]
+    #[arg(long, env = "ECG_MAX_BATCH", global = true)]
     pub max_batch: Option<usize>,
     /// Largest request body in MiB.
     #[arg(long, env = "ECG_MAX_BODY_MB", default_value_t = 64)]
     pub max_body_mb: usize,
     /// Longest recording accepted, in seconds (default 25 h: a 24-hour Holter fits).
-    #[arg(long, env = "ECG_MAX_DURATION_S", default_value_t = 90_000.0)]
+    #[arg(
+        long,
+        env = "ECG_MAX_DURATION_S",
+        global = true,
+        default_value_t = 90_000.0
+    )]
     pub max_duration_s: f64,
     /// Seconds a request may take before it is answered 503.
     #[arg(long, env = "ECG_REQUEST_TIMEOUT_S", default_value_t = 120)]
@@ -115,7 +127,13 @@ pub struct Config {
     #[serde(skip)]
     pub api_key: Option<String>,
     /// Log format.
-    #[arg(long, env = "ECG_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "ECG_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
     /// gzip effort for clients that accept gzip (fastest: a quarter of the
     /// default's CPU for answers ~15 % larger).
@@ -126,6 +144,19 @@ pub struct Config {
     #[arg(long)]
     #[serde(skip)]
     pub probe_ready: bool,
+    /// Without a command, serve HTTP.
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub command: Option<Command>,
+}
+
+/// What `ecg-serve` does instead of serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Analyse records on disk (folders of WFDB, EDF, CSV) without HTTP: one
+    /// JSON answer per record and a summary table in --out. The model flags
+    /// (--model-dir, --model, --beat-model, --threads, ...) are the server's.
+    Analyze(AnalyzeArgs),
 }
 
 impl Config {

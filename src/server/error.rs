@@ -150,6 +150,7 @@ fn signal_detail(e: &SignalError) -> Value {
         SignalError::Csv {
             file, row, column, ..
         } => json!({ "file": file, "row": row, "column": column }),
+        SignalError::Edf { file, field, .. } => json!({ "file": file, "field": field }),
         SignalError::Parameter { field, .. } => json!({ "field": field }),
         SignalError::LeadNotFound { available, .. } => {
             json!({ "field": "lead", "accepted": available })

@@ -49,6 +49,10 @@ impl utoipa::PartialSchema for PredictUpload {
             "file",
             "A CSV recording (one column per lead, optional time column).",
         );
+        let edf = (
+            "edf",
+            "An EDF or EDF+ file (.edf): its ECG signals, EDF+ annotations passed through as `events`. A part `file` that starts like an EDF file is read as one.",
+        );
         let atr = (
             "atr",
             "Reference annotations (.atr), optional: the answer then scores itself against them.",
@@ -67,6 +71,7 @@ impl utoipa::PartialSchema for PredictUpload {
             OneOfBuilder::new()
                 .item(shape("WFDB pair", &[hea, dat]))
                 .item(shape(".dat alone", &[dat]))
+                .item(shape("EDF", &[edf]))
                 .item(shape("CSV", &[csv]))
                 .build(),
         ))
@@ -128,8 +133,10 @@ async fn read_parts(
 /// Classify a recording.
 ///
 /// Upload a WFDB pair (`hea` + `dat`), a `.dat` alone (layout in query parameters;
-/// MIT-BIH defaults are reported in `warnings`), or a `.csv` (rate from `fs` or its
-/// time column). Any sampling rate is resampled to the model's. The answer holds a
+/// MIT-BIH defaults are reported in `warnings`), an `.edf` (EDF or EDF+: its ECG
+/// signals, each at its own rate; EDF+ annotations come back as `events`), or a
+/// `.csv` (rate from `fs` or its time column). Any sampling rate is resampled to
+/// the model's. The answer holds a
 /// label, probabilities and attention weights per 10 s segment, and every detected
 /// beat (at the upload's own sampling rate) with its AAMI class and probabilities,
 /// beat counts and ectopic burden. Add a part `atr` (WFDB annotations) to get

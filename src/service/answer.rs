@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::engine::ModelOutputs;
@@ -16,6 +16,7 @@ use crate::eval::bxb::label_detections;
 use crate::eval::classes::MultiReport;
 use crate::model::card::CardError;
 use crate::model::{BeatModel, ModelCard, ModelInputs, SegmentModel};
+use crate::signal::edf::Event;
 use crate::signal::wfdb::Annotation;
 use crate::signal::AamiClass;
 
@@ -26,7 +27,7 @@ pub struct RecordInfo {
     pub name: String,
     #[schema(example = "MLII")]
     pub lead: String,
-    /// `wfdb`, `dat` or `csv`.
+    /// `wfdb`, `dat`, `edf` or `csv`.
     #[schema(example = "wfdb")]
     pub source: String,
     #[schema(example = 360.0)]
@@ -52,7 +53,7 @@ pub struct ModelInfo {
 }
 
 /// The whole-record verdict.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Summary {
     /// `Abnormal` when any segment is abnormal, else `Normal`.
     #[schema(example = "Abnormal")]
@@ -209,6 +210,11 @@ pub struct PredictResponse {
     /// The beat model that labelled the beats, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub beat_model: Option<ModelInfo>,
+    /// The recording's own annotations (EDF+ TALs: sleep stages, arousals,
+    /// events marked by the device or a technician), as the file has them;
+    /// absent when it has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Event>,
 }
 
 /// What the answer is built from: the record, the models' inputs (peaks,
@@ -220,6 +226,8 @@ pub struct Prepared {
     pub inputs: ModelInputs,
     /// The upload's reference annotations (part `atr`), at the record's own rate.
     pub annotations: Option<Vec<Annotation>>,
+    /// The recording's own annotations (EDF+), passed through.
+    pub events: Vec<Event>,
     pub warnings: Vec<String>,
     /// Time spent decoding the upload.
     pub decode: std::time::Duration,
@@ -453,6 +461,7 @@ pub fn assemble(
         summary,
         segments,
         reference: prep.annotations.as_ref().map(|a| reference(a, &beats, fs)),
+        events: prep.events,
         beat_model: beat.map(|(b, _)| model_info(b.card)),
         beats,
         record: prep.record,

@@ -251,6 +251,7 @@ fn prepare_with(
         record,
         inputs,
         annotations: decoded.annotations,
+        events: decoded.events,
         warnings,
         decode: decode_time,
     })

@@ -44,6 +44,13 @@ pub enum SignalError {
         column: usize,
         message: String,
     },
+    /// An EDF file whose header or data cannot be read.
+    #[error("{file}: {field}: {message}")]
+    Edf {
+        file: String,
+        field: String,
+        message: String,
+    },
     /// A parameter given by the caller (rate, format, lead, window...) that is out of range.
     #[error("parameter `{field}`: {message}")]
     Parameter { field: String, message: String },
@@ -74,6 +81,7 @@ impl SignalError {
             | SignalError::Checksum { file, .. }
             | SignalError::Annotation { file, .. }
             | SignalError::Csv { file, .. } => file.clone(),
+            SignalError::Edf { file, .. } => file.clone(),
             SignalError::LeadNotFound { .. } => "lead".to_string(),
         }
     }

@@ -3,6 +3,7 @@
 //! code. Each takes arbitrary bytes and must return, never panic.
 
 use super::csv::{read_csv, CsvOptions};
+use super::edf::read_edf;
 use super::wfdb::{
     parse_header, read_annotations, read_headerless, read_record, DatLayout, Format, ReadOptions,
 };
@@ -63,14 +64,20 @@ pub fn csv(data: &[u8]) {
     let _ = read_csv("fuzz.csv", bytes, &options);
 }
 
+/// An EDF or EDF+ file.
+pub fn edf(data: &[u8]) {
+    let _ = read_edf("fuzz", data);
+}
+
 /// A fuzz target's entry point.
 pub type Target = fn(&[u8]);
 
 /// The targets by name, as `fuzz/Cargo.toml` names them.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("header", header),
     ("dat", dat),
     ("record", record),
     ("atr", atr),
     ("csv", csv),
+    ("edf", edf),
 ];

@@ -1,6 +1,6 @@
 //! Signal library: one source of truth for turning a recording into model input.
 //!
-//! Readers ([`wfdb`], [`csv`], and [`upload`] for a set of named files) produce a
+//! Readers ([`wfdb`], [`edf`], [`csv`], and [`upload`] for a set of named files) produce a
 //! [`Recording`] in millivolts; [`resample`] brings any rate to the model's;
 //! [`filter`] band-passes with zero phase exactly as scipy's `sosfiltfilt` does;
 //! [`qrs`] finds the heartbeats; [`rr`] computes RR features; [`window`] cuts
@@ -14,6 +14,7 @@ pub mod aami;
 pub mod beat_features;
 pub mod codes;
 pub mod csv;
+pub mod edf;
 pub mod error;
 pub mod filter;
 #[doc(hidden)]
@@ -88,6 +89,25 @@ impl Recording {
             }
         }
         let available: Vec<String> = self.leads.iter().map(|l| l.name.clone()).collect();
+        // `MLII` asked for, `II` or `ECG II` recorded (12-lead and EDF files):
+        // the same limb lead, by its name without the modification or with a
+        // signal-type prefix.
+        if fallback {
+            if let Some(index) = self
+                .leads
+                .iter()
+                .position(|l| same_lead(&l.name, requested))
+            {
+                return Ok(LeadChoice {
+                    index,
+                    fallback_warning: Some(format!(
+                        "lead `{requested}` not found (available: {}); used `{}`, the same lead by another name",
+                        available.join(", "),
+                        self.leads[index].name
+                    )),
+                });
+            }
+        }
         if fallback && !self.leads.is_empty() {
             return Ok(LeadChoice {
                 index: 0,
@@ -103,6 +123,23 @@ impl Recording {
             available,
         })
     }
+}
+
+/// Whether lead names `a` and `b` name the same lead once a signal-type
+/// prefix (`ECG`, `EKG`, `Lead`) and the Mason-Likar `ML` are set aside:
+/// `MLII`, `II`, `ECG II`, `Lead II`. Channel numbers (`ECG1`) name no lead.
+fn same_lead(a: &str, b: &str) -> bool {
+    fn bare(name: &str) -> String {
+        let n = normalise(name);
+        let n = ["ECG", "EKG", "LEAD"]
+            .iter()
+            .find_map(|p| n.strip_prefix(p))
+            .unwrap_or(&n);
+        let n = n.strip_prefix("ML").unwrap_or(n);
+        n.to_string()
+    }
+    let (a, b) = (bare(a), bare(b));
+    matches!(a.as_str(), "I" | "II" | "III") && a == b
 }
 
 fn normalise(name: &str) -> String {
@@ -153,5 +190,27 @@ mod tests {
         let pick = rec(&["V5", "V1"]).select_lead("MLII", true).unwrap();
         assert_eq!(pick.index, 0);
         assert!(pick.fallback_warning.unwrap().contains("used `V5`"));
+        let twelve = rec(&["I", "II", "III", "aVR"]);
+        let pick = twelve.select_lead("MLII", true).unwrap();
+        assert_eq!(pick.index, 1);
+        assert!(pick
+            .fallback_warning
+            .unwrap()
+            .contains("used `II`, the same lead"));
+        assert_eq!(
+            rec(&["ECG I", "ECG II"])
+                .select_lead("MLII", true)
+                .unwrap()
+                .index,
+            1
+        );
+        assert_eq!(
+            rec(&["ECG1", "ECG2"])
+                .select_lead("MLII", true)
+                .unwrap()
+                .index,
+            0
+        );
+        assert!(twelve.select_lead("MLII", false).is_err());
     }
 }

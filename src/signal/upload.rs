@@ -1,9 +1,10 @@
 //! Uploaded files to a [`Recording`]: which part is which (by field name, file
-//! extension or content type), then the matching reader: a WFDB pair, a `.dat`
-//! alone with a stated layout, or a CSV. Files arrive as names and bytes; how
+//! extension, content type or signature), then the matching reader: a WFDB
+//! pair, a `.dat` alone with a stated layout, an EDF/EDF+ file, or a CSV. Files arrive as names and bytes; how
 //! they travelled (HTTP multipart, a folder) is not this module's business.
 
 use crate::signal::csv::{read_csv, CsvOptions};
+use crate::signal::edf::{looks_like_edf, read_edf, Event};
 use crate::signal::wfdb::{
     parse_header, read_annotations, read_headerless, read_record, Annotation, DatLayout, Format,
     ReadOptions,
@@ -11,7 +12,7 @@ use crate::signal::wfdb::{
 use crate::signal::{Recording, SignalError};
 
 /// The file types `/predict` accepts, for error messages.
-pub const ACCEPTED: &str = "a WFDB pair (.hea + .dat), a .dat alone (layout in query parameters), or a .csv; optionally a .atr";
+pub const ACCEPTED: &str = "a WFDB pair (.hea + .dat), a .dat alone (layout in query parameters), an .edf (EDF or EDF+), or a .csv; optionally a .atr";
 
 /// One part of a multipart upload.
 #[derive(Debug, Clone)]
@@ -28,6 +29,7 @@ pub enum PartKind {
     Header,
     Data,
     Csv,
+    Edf,
     Annotations,
 }
 
@@ -37,6 +39,7 @@ impl PartKind {
             "hea" => Some(PartKind::Header),
             "dat" => Some(PartKind::Data),
             "csv" | "file" => Some(PartKind::Csv),
+            "edf" => Some(PartKind::Edf),
             "atr" => Some(PartKind::Annotations),
             _ => None,
         }
@@ -47,14 +50,24 @@ impl PartKind {
             PartKind::Header => "hea",
             PartKind::Data => "dat",
             PartKind::Csv => "csv",
+            PartKind::Edf => "edf",
             PartKind::Annotations => "atr",
         }
     }
 }
 
 impl UploadPart {
-    /// The part's kind: its file extension, else its field name, else its content type.
+    /// The part's kind: its file extension, else its field name, else its
+    /// content type; a part that would be read as a CSV (or not at all) but
+    /// starts like an EDF file is one.
     pub fn kind(&self) -> Option<PartKind> {
+        match self.named_kind() {
+            Some(PartKind::Csv) | None if looks_like_edf(&self.bytes) => Some(PartKind::Edf),
+            kind => kind,
+        }
+    }
+
+    fn named_kind(&self) -> Option<PartKind> {
         let ext = self
             .file_name
             .as_deref()
@@ -138,9 +151,11 @@ pub enum UploadError {
 #[derive(Debug, Clone)]
 pub struct Decoded {
     pub recording: Recording,
-    /// `wfdb`, `dat` or `csv`.
+    /// `wfdb`, `dat`, `edf` or `csv`.
     pub source: &'static str,
     pub annotations: Option<Vec<Annotation>>,
+    /// The recording's own annotations (EDF+ TALs); empty for other formats.
+    pub events: Vec<Event>,
     pub warnings: Vec<String>,
 }
 
@@ -148,6 +163,7 @@ struct Parts<'a> {
     header: Option<&'a UploadPart>,
     data: Option<&'a UploadPart>,
     csv: Option<&'a UploadPart>,
+    edf: Option<&'a UploadPart>,
     annotations: Option<&'a UploadPart>,
 }
 
@@ -156,6 +172,7 @@ fn sort_parts(parts: &[UploadPart]) -> Result<Parts<'_>, UploadError> {
         header: None,
         data: None,
         csv: None,
+        edf: None,
         annotations: None,
     };
     for p in parts {
@@ -172,6 +189,7 @@ fn sort_parts(parts: &[UploadPart]) -> Result<Parts<'_>, UploadError> {
             PartKind::Header => &mut out.header,
             PartKind::Data => &mut out.data,
             PartKind::Csv => &mut out.csv,
+            PartKind::Edf => &mut out.edf,
             PartKind::Annotations => &mut out.annotations,
         };
         if slot.replace(p).is_some() {
@@ -188,10 +206,20 @@ pub fn decode(parts: &[UploadPart], request: &ReadRequest) -> Result<Decoded, Up
     let options = ReadOptions {
         verify_checksums: request.verify_checksums,
     };
-    let (recording, source) = match (p.header, p.data, p.csv) {
-        (Some(hea), Some(dat), None) => (read_wfdb(hea, dat, options)?, "wfdb"),
-        (None, Some(dat), None) => (read_dat(dat, request, &mut warnings)?, "dat"),
-        (None, None, Some(csv)) => {
+    let mut events = Vec::new();
+    let (recording, source) = match (p.header, p.data, p.csv, p.edf) {
+        (Some(hea), Some(dat), None, None) => (read_wfdb(hea, dat, options)?, "wfdb"),
+        (None, Some(dat), None, None) => (read_dat(dat, request, &mut warnings)?, "dat"),
+        (None, None, None, Some(edf)) => {
+            let read = read_edf(&edf.stem(), &edf.bytes)?;
+            if request.fs.is_some() {
+                warnings.push("fs ignored: an EDF file states its signals' rates".into());
+            }
+            warnings.extend(read.warnings);
+            events = read.events;
+            (read.recording, "edf")
+        }
+        (None, None, Some(csv), None) => {
             let opts = CsvOptions {
                 sampling_rate: request.fs,
                 ..Default::default()
@@ -212,7 +240,7 @@ pub fn decode(parts: &[UploadPart], request: &ReadRequest) -> Result<Decoded, Up
             }
             (rec, "csv")
         }
-        (Some(hea), None, None) => {
+        (Some(hea), None, None, None) => {
             return Err(UploadError::Missing {
                 field: "dat",
                 what: format!(
@@ -221,7 +249,7 @@ pub fn decode(parts: &[UploadPart], request: &ReadRequest) -> Result<Decoded, Up
                 ),
             })
         }
-        (None, None, None) => return Err(UploadError::NoFile),
+        (None, None, None, None) => return Err(UploadError::NoFile),
         _ => {
             return Err(UploadError::Missing {
                 field: "file",
@@ -240,6 +268,7 @@ pub fn decode(parts: &[UploadPart], request: &ReadRequest) -> Result<Decoded, Up
         recording,
         source,
         annotations,
+        events,
         warnings,
     })
 }
