@@ -46,6 +46,10 @@ pub enum ApiError {
     Overloaded(String),
     #[error("{0}")]
     NotReady(String),
+    /// A health probe's "false" in the Open Inference Protocol, which answers
+    /// it with a 4xx (our own `/health/ready` answers 503).
+    #[error("not ready: {0}")]
+    NotReadyProbe(String),
     #[error("request took longer than {0} s")]
     Timeout(u64),
     #[error("{0}")]
@@ -60,7 +64,7 @@ impl ApiError {
     /// The status for this error: the single mapping of the service.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::NotReadyProbe(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -82,7 +86,7 @@ impl ApiError {
             ApiError::Unsupported(_) => "unsupported_media_type",
             ApiError::Invalid { .. } => "invalid_signal",
             ApiError::Overloaded(_) => "overloaded",
-            ApiError::NotReady(_) => "not_ready",
+            ApiError::NotReady(_) | ApiError::NotReadyProbe(_) => "not_ready",
             ApiError::Timeout(_) => "timeout",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",

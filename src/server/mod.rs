@@ -2,11 +2,13 @@
 //! metrics, OpenAPI and Swagger UI, graceful shutdown. Thin: `/predict` parses
 //! its parameters ([`params`]) and upload, admits the request, calls
 //! [`crate::service::Analyser::analyse`] and writes the answer as JSON, CSV or
-//! SVG ([`formats`]); [`error`] maps every error to its status.
+//! SVG ([`formats`]); [`oip`] serves the models' tensors by the Open Inference
+//! Protocol v2; [`error`] maps every error to its status.
 
 pub mod config;
 pub mod error;
 pub mod formats;
+pub mod oip;
 pub mod openapi;
 pub mod params;
 pub mod routes;
@@ -147,6 +149,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.max_body_mb * 1024 * 1024;
     let predict = Router::new()
         .route("/predict", post(routes::predict))
+        .route("/v2/models/{name}/infer", post(oip::infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(oip::infer),
+        )
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_api_key,
@@ -159,6 +166,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(routes::ready))
         .route("/info", get(routes::info))
         .route("/metrics", get(routes::metrics))
+        .route("/v2", get(oip::server_metadata))
+        .route("/v2/health/live", get(oip::live))
+        .route("/v2/health/ready", get(oip::ready))
+        .route("/v2/models/{name}", get(oip::model_metadata))
+        .route("/v2/models/{name}/ready", get(oip::model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(oip::model_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(oip::model_ready),
+        )
         .merge(SwaggerUi::new("/swagger-ui").url("/openapi.json", openapi::ApiDoc::openapi()))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -1,0 +1,142 @@
+//! The Open Inference Protocol v2 with its real client: `tests/oip/check.py`
+//! drives `tritonclient[http]` (PyPI) against a server on an ephemeral port
+//! (metadata, health, readiness, JSON and binary inference equal to ONNX
+//! Runtime's on the same tensors, errors). `scripts/test.sh` installs the
+//! client into `.venv-oip/` (or set OIP_PYTHON to a python that has it);
+//! without it the client check says SKIPPED, unless ECG_REQUIRE_OIP_CLIENT=1
+//! (CI), where it fails. The protocol's rules that need no client are
+//! checked here with reqwest either way.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::server::Server;
+use serde_json::{json, Value};
+
+fn python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("OIP_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-oip/bin/python");
+    venv.exists().then_some(venv)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tritonclient_talks_to_the_server() {
+    let Some(py) = python() else {
+        assert!(
+            std::env::var("ECG_REQUIRE_OIP_CLIENT").as_deref() != Ok("1"),
+            "tritonclient is required (ECG_REQUIRE_OIP_CLIENT=1) but not installed"
+        );
+        eprintln!(
+            "tritonclient not installed (scripts/test.sh installs it): OIP client check SKIPPED"
+        );
+        return;
+    };
+    let server = Server::start(&[]).await;
+    server.wait_ready().await;
+    let url = server.url("").trim_start_matches("http://").to_string();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(py)
+            .current_dir(root)
+            .args(["tests/oip/check.py", &url, "models"])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python runs");
+    server.stop().await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("all checks passed"),
+        "tritonclient check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_rules_and_errors() {
+    let server = Server::start(&["--api-key", "k"]).await;
+    server.wait_ready().await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(server.url(path)).send();
+    for (path, status) in [
+        ("/v2", 200),
+        ("/v2/health/live", 200),
+        ("/v2/health/ready", 200),
+        ("/v2/models/ecg-segment/ready", 200),
+        ("/v2/models/ecg-beat/versions/2.1.0/ready", 200),
+        ("/v2/models/ecg-beat/versions/9.9.9", 404),
+        ("/v2/models/nope/ready", 404),
+    ] {
+        assert_eq!(get(path).await.unwrap().status().as_u16(), status, "{path}");
+    }
+    let infer = |body: Value, key: Option<&str>| {
+        let mut r = client
+            .post(server.url("/v2/models/ecg-beat/infer"))
+            .json(&body);
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        r.send()
+    };
+    let features = |rows: usize| {
+        json!({"inputs": [{"name": "features", "shape": [rows, 75], "datatype": "FP32",
+            "data": vec![vec![0.5f32; 75]; rows]}]})
+    };
+    // Inference is guarded by the API key, as /predict is.
+    let r = infer(features(2), None).await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = infer(features(2), Some("k")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["model_name"], "ecg-beat");
+    assert_eq!(body["outputs"][0]["shape"], json!([2, 5]));
+    assert_eq!(body["outputs"][0]["data"].as_array().unwrap().len(), 10);
+    for (bad, says) in [
+        (json!({"inputs": []}), "input `features` is missing"),
+        (
+            json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]}),
+            "unknown input `x`",
+        ),
+        (
+            json!({"inputs": [{"name": "features", "shape": [1, 75], "datatype": "INT64", "data": [1]}]}),
+            "datatype `INT64`",
+        ),
+        (
+            json!({"inputs": [{"name": "features", "shape": [1, 75], "datatype": "FP32", "data": [1, 2]}]}),
+            "2 values for shape [1, 75]",
+        ),
+        (
+            json!({"inputs": [{"name": "features", "shape": [0, 75], "datatype": "FP32", "data": []}]}),
+            "shape [0, 75]",
+        ),
+        (
+            json!({"inputs": [{"name": "features", "shape": [4611686018427387904i64, 75], "datatype": "FP32", "data": []}]}),
+            "holds more values than",
+        ),
+        (
+            json!({"inputs": [{"name": "features", "shape": [1, 75], "datatype": "FP32", "data": ["a"]}]}),
+            "is not a number",
+        ),
+        (
+            json!({"inputs": [{"name": "features", "shape": [1, 75], "datatype": "FP32", "data": vec![0; 75]}], "outputs": [{"name": "attention"}]}),
+            "unknown output `attention`",
+        ),
+        (json!({"inputs": "nope"}), "not valid JSON of the protocol"),
+    ] {
+        let r = infer(bad.clone(), Some("k")).await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{bad}: {body}"
+        );
+    }
+    server.stop().await;
+}
