@@ -2,26 +2,17 @@
 //! drives `tritonclient[http]` (PyPI) against a server on an ephemeral port
 //! (metadata, health, readiness, JSON and binary inference equal to ONNX
 //! Runtime's on the same tensors, errors). `scripts/test.sh` installs the
-//! client into `.venv-oip/` (or set OIP_PYTHON to a python that has it);
-//! without it the client check says SKIPPED, unless ECG_REQUIRE_OIP_CLIENT=1
-//! (CI), where it fails. The protocol's rules that need no client are
+//! client into `.venv-tools/` (`tests/python-tools.txt`); without it the
+//! client check says SKIPPED, unless ECG_REQUIRE_PYTHON_TOOLS=1 (CI), where
+//! it fails. The protocol's rules that need no client are
 //! checked here with reqwest either way.
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::server::Server;
 use serde_json::{json, Value};
-
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("OIP_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-oip/bin/python");
-    venv.exists().then_some(venv)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tritonclient_talks_to_the_server() {

@@ -61,6 +61,10 @@ pub struct AnalyzeArgs {
     /// Do not verify WFDB checksums.
     #[arg(long, env = "ECG_NO_VERIFY_CHECKSUMS")]
     pub no_verify_checksums: bool,
+    /// Exit 0 although some records failed (they are in the summary with
+    /// their errors); without it a run with failures exits 1.
+    #[arg(long, env = "ECG_TOLERATE_FAILURES")]
+    pub tolerate_failures: bool,
 }
 
 /// One shard of an archive: `index` of `count`.

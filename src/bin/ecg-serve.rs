@@ -56,7 +56,12 @@ async fn main() -> anyhow::Result<()> {
                     analysed as f64 / outcome.seconds.max(1e-9),
                     outcome.summary.display()
                 );
-                std::process::exit(if failed > 0 { 1 } else { 0 });
+                let code = if failed > 0 && !args.tolerate_failures {
+                    1
+                } else {
+                    0
+                };
+                std::process::exit(code);
             }
             Err(e) => {
                 eprintln!("error: {e:#}");

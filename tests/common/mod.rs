@@ -31,6 +31,28 @@ pub fn mitdb() -> Option<PathBuf> {
     }
 }
 
+/// `.venv-tools/bin/<tool>` (`tests/python-tools.txt`, installed by
+/// `scripts/test.sh`), or `None` after saying that `check` is SKIPPED; with
+/// ECG_REQUIRE_PYTHON_TOOLS=1 (CI) a missing tool fails instead.
+pub fn python_tool(tool: &str, check: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv-tools/bin")
+        .join(tool);
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("ECG_REQUIRE_PYTHON_TOOLS").as_deref() != Ok("1"),
+        "{} is required (ECG_REQUIRE_PYTHON_TOOLS=1) but not installed",
+        path.display()
+    );
+    eprintln!(
+        "{} not installed (scripts/test.sh installs it): {check} SKIPPED",
+        path.display()
+    );
+    None
+}
+
 /// Reads record `name` from `dir` with its annotations.
 pub fn load(dir: &Path, name: &str) -> (Recording, Vec<Annotation>) {
     ecg_serve::eval::load_record(dir, name).unwrap()
