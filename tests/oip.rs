@@ -16,14 +16,7 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tritonclient_talks_to_the_server() {
-    let Some(py) = python() else {
-        assert!(
-            std::env::var("ECG_REQUIRE_OIP_CLIENT").as_deref() != Ok("1"),
-            "tritonclient is required (ECG_REQUIRE_OIP_CLIENT=1) but not installed"
-        );
-        eprintln!(
-            "tritonclient not installed (scripts/test.sh installs it): OIP client check SKIPPED"
-        );
+    let Some(py) = common::python_tool("python", "the OIP client check") else {
         return;
     };
     let server = Server::start(&[]).await;
