@@ -101,7 +101,7 @@ impl Recording {
                 return Ok(LeadChoice {
                     index,
                     fallback_warning: Some(format!(
-                        "lead `{requested}` not found (available: {}); used `{}`, the same lead by another name",
+                        "lead `{requested}` not found (available: {}); used `{}`, the same limb lead under another name or electrode placement",
                         available.join(", "),
                         self.leads[index].name
                     )),
@@ -196,7 +196,7 @@ mod tests {
         assert!(pick
             .fallback_warning
             .unwrap()
-            .contains("used `II`, the same lead"));
+            .contains("used `II`, the same limb lead"));
         assert_eq!(
             rec(&["ECG I", "ECG II"])
                 .select_lead("MLII", true)
