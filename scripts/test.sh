@@ -6,7 +6,8 @@
 # fetches its one npm package (playwright-core, pinned by package-lock.json).
 # The API schema check (tests/api_schema.rs) runs schemathesis from .venv-api/,
 # installed here from PyPI on the first run when python3 can make a venv; so is
-# tritonclient and kubernetes-validate (tests/oip.rs, tests/deploy.rs, .venv-tools/).
+# tritonclient, kubernetes-validate and mlflow (tests/oip.rs, tests/deploy.rs,
+# tests/mlflow.rs; .venv-tools/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/fetch-ort.sh)}"
@@ -18,9 +19,9 @@ fi
 if [ ! -x .venv-api/bin/schemathesis ] && python3 -m venv .venv-api >/dev/null 2>&1; then
   .venv-api/bin/pip install -q 'schemathesis==4.32.5' >&2 || rm -rf .venv-api
 fi
-# The Open Inference Protocol's real client (tests/oip.rs) and the Kubernetes
-# manifest validator (tests/deploy.rs), in their own venv.
-if [ ! -x .venv-tools/bin/kubernetes-validate ] && python3 -m venv .venv-tools >/dev/null 2>&1; then
+# The Open Inference Protocol's real client (tests/oip.rs), the Kubernetes
+# manifest validator (tests/deploy.rs) and MLflow (tests/mlflow.rs), in their own venv.
+if [ ! -x .venv-tools/bin/mlflow ] && python3 -m venv .venv-tools >/dev/null 2>&1; then
   .venv-tools/bin/pip install -q -r tests/python-tools.txt >&2 || rm -rf .venv-tools
 fi
 cargo test --locked --features train "$@"

@@ -5,11 +5,16 @@
 //! ecg-train beat --db ../shared/data/mitdb --out models/
 //! ecg-train stack --model models/ecg-segment-net.onnx --out models/
 //! ecg-train evaluate --model models/ecg-segment.onnx --db ../shared/data/mitdb
+//! ecg-train beat --config runs/beat.yaml --out /tmp/beat   # options from a file
 //! ```
+//!
+//! Every run that writes a model also writes `<out>/<name>.run.yaml`: all its
+//! options, which `--config` takes back.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use ecg_serve::model::ModelCard;
 use ecg_serve::model::{BeatPreprocessing, SegmentPreprocessing};
 use ecg_serve::train::beat_mlp::{self, BeatMlpOptions};
 use ecg_serve::train::data::{BEAT_VALIDATION, DEFAULT_VALIDATION};
@@ -18,12 +23,31 @@ use ecg_serve::train::model::AttentionNetConfig;
 use ecg_serve::train::stack::{self, StackOptions};
 use ecg_serve::train::training::{Selection, TrainingConfig};
 use ecg_serve::train::{beat, evaluate, segment};
+use ecg_serve::train::{run_config, tracking};
 
 #[derive(Parser)]
 #[command(version, about = "Train, export and evaluate ecg-serve's models")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Read the command's options from this YAML (or .toml) file, keyed by the
+    /// flags' names (`batch-size: 64`); flags and environment variables
+    /// override it, and an unknown key is an error.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// MLflow tracking server (http://host:port): one run per training, with
+    /// its options, metrics, tags and artifacts; off when unset. A server that
+    /// is down or slow is a warning, never a lost training.
+    #[arg(long, global = true, env = "MLFLOW_TRACKING_URI", value_name = "URI")]
+    mlflow_uri: Option<String>,
+    /// MLflow experiment (created if missing).
+    #[arg(
+        long,
+        global = true,
+        env = "MLFLOW_EXPERIMENT_NAME",
+        default_value = "ecg-train"
+    )]
+    mlflow_experiment: String,
 }
 
 /// Options both trainers share.
@@ -194,7 +218,131 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::command();
+    let argv = match run_config::expand(&cli, std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let matches = cli.clone().get_matches_from(argv);
+    let parsed = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let Some((command, sub_matches)) = matches.subcommand() else {
+        return Ok(());
+    };
+    let written = write_effective(&cli, command, sub_matches)?;
+    let tracked = match (&parsed.mlflow_uri, &written) {
+        (Some(uri), Some(run)) => {
+            start_tracking(uri, &parsed.mlflow_experiment, command, run);
+            true
+        }
+        _ => false,
+    };
+    let result = run(parsed.command);
+    if tracked {
+        if let Some(run) = &written {
+            finish_tracking(run, &result);
+        }
+    }
+    result
+}
+
+/// The model a run writes: its options, `--out` and `--name`.
+struct Written {
+    options: run_config::Options,
+    out: PathBuf,
+    name: String,
+}
+
+impl Written {
+    fn file(&self, suffix: &str) -> PathBuf {
+        self.out.join(format!("{}.{suffix}", self.name))
+    }
+}
+
+/// Opens the MLflow run: the options as params; git commit, host, command and
+/// the data folders' digests as tags. Ctrl-C marks it KILLED.
+fn start_tracking(uri: &str, experiment: &str, command: &str, run: &Written) {
+    // Params as the flags spell them (a list comma-separated).
+    fn text(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+            other => other.to_string(),
+        }
+    }
+    let params: Vec<(String, String)> = run
+        .options
+        .iter()
+        .map(|(k, v)| (k.clone(), text(v)))
+        .collect();
+    let mut tags = vec![
+        (
+            "mlflow.source.git.commit".to_string(),
+            env!("ECG_GIT_SHA").to_string(),
+        ),
+        (
+            "mlflow.source.name".to_string(),
+            format!("ecg-train {command}"),
+        ),
+        ("command".to_string(), command.to_string()),
+        (
+            "host".to_string(),
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+        ),
+    ];
+    for key in ["db", "svdb", "nstdb"] {
+        if let Some(serde_json::Value::String(dir)) = run.options.get(key) {
+            if let Some(digest) = tracking::folder_digest(std::path::Path::new(dir)) {
+                tags.push((format!("data.{key}.sha256"), digest));
+            }
+        }
+    }
+    tracking::start(uri, experiment, &run.name, &params, &tags);
+    let _ = ctrlc::set_handler(|| {
+        tracking::finish("KILLED");
+        eprintln!("interrupted: the MLflow run is marked KILLED");
+        std::process::exit(130);
+    });
+}
+
+/// Closes the MLflow run: the card's name and version as tags, the report's
+/// figures as final metrics, the files as artifacts, and the status.
+fn finish_tracking(run: &Written, result: &anyhow::Result<()>) {
+    if let Err(e) = result {
+        tracking::set_tags(&[("error".to_string(), format!("{e:#}"))]);
+        tracking::finish("FAILED");
+        return;
+    }
+    if let Ok(card) = ModelCard::read(&run.file("json")) {
+        tracking::set_tags(&[
+            ("model.name".to_string(), card.name),
+            ("model.version".to_string(), card.version),
+            ("model.sha256".to_string(), card.sha256),
+        ]);
+    }
+    if let Some(report) = std::fs::read(run.file("report.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    {
+        let numbers = tracking::numbers(&report, "final");
+        let refs: Vec<(&str, f64)> = numbers.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        tracking::log_metrics(&refs, 0);
+    }
+    let files: Vec<PathBuf> = ["onnx", "json", "report.json", "metrics.jsonl", "run.yaml"]
+        .iter()
+        .map(|s| run.file(s))
+        .collect();
+    tracking::log_artifacts(&files);
+    tracking::finish("FINISHED");
+}
+
+/// Runs one command.
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Segment {
             common,
             name,
@@ -275,4 +423,36 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `<out>/<name>.run.yaml`: every option of this run, for commands that write
+/// a model (those with `--out` and `--name`).
+fn write_effective(
+    cli: &clap::Command,
+    name: &str,
+    matches: &clap::ArgMatches,
+) -> anyhow::Result<Option<Written>> {
+    let Some(sub) = cli.find_subcommand(name) else {
+        return Ok(None);
+    };
+    let options = run_config::effective(sub, matches);
+    let (Some(serde_json::Value::String(out)), Some(serde_json::Value::String(model))) =
+        (options.get("out"), options.get("name"))
+    else {
+        return Ok(None);
+    };
+    let (out, model) = (PathBuf::from(out), model.clone());
+    std::fs::create_dir_all(&out)?;
+    let path = out.join(format!("{model}.run.yaml"));
+    let header = format!(
+        "# The options of `ecg-train {name}` that made {model} (every one, defaults included);\n# `ecg-train {name} --config {}` runs it again.\n",
+        path.display()
+    );
+    run_config::write(&path, &options, &header)?;
+    eprintln!("run config: {}", path.display());
+    Ok(Some(Written {
+        options,
+        out,
+        name: model,
+    }))
 }

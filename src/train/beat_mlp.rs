@@ -483,6 +483,16 @@ pub fn run(opts: &BeatMlpOptions) -> Result<Option<PathBuf>> {
             summary_line(&c.name, &report),
             started.elapsed().as_secs_f64()
         );
+        // The selection metric of each candidate, in grid order (MLflow's step).
+        super::tracking::log_metrics(
+            &[
+                ("cv_score", score(&report)),
+                ("cv_S_F1", f1(&report, "S")),
+                ("cv_V_F1", f1(&report, "V")),
+                ("cv_accuracy", report.accuracy),
+            ],
+            table.len() as u64,
+        );
         table.push((c, report, predicted));
     }
     let best = table

@@ -421,6 +421,15 @@ pub fn train(
         }
         bar.finish_with_message(line);
         writeln!(log_file, "{}", serde_json::to_string(&entry)?)?;
+        super::tracking::log_metrics(
+            &[
+                ("train_loss", entry.train_loss),
+                ("val_loss", entry.val_loss),
+                ("val_score", entry.val_score),
+                ("val_accuracy", entry.val_accuracy),
+            ],
+            epoch as u64,
+        );
         history.push(entry);
         if epoch - best_epoch >= cfg.patience {
             eprintln!(

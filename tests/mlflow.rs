@@ -1,0 +1,211 @@
+//! Run configs and MLflow tracking end to end: `ecg-train beat --config
+//! runs/smoke.yaml` against a real MLflow server (PyPI `mlflow==3.17.2` from
+//! `.venv-tools/`, started here on a free loopback port with a sqlite store
+//! and the artifact proxy), then the run read back through the REST API:
+//! params, tags, status, a metric's history with its steps, artifacts. An
+//! unreachable server is a warning and the training still succeeds. Needs
+//! `../shared/data/mitdb` (the smoke run reads two of its records).
+
+#![cfg(feature = "train")]
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Mlflow {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Mlflow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(url: &str) -> Value {
+    let out = Command::new("curl").args(["-sf", url]).output().unwrap();
+    assert!(out.status.success(), "GET {url} failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn start_mlflow(bin: &Path, dir: &Path) -> Mlflow {
+    let port = free_port();
+    let child = Command::new(bin)
+        .args([
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--workers",
+            "1",
+        ])
+        .arg("--backend-store-uri")
+        .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+        .arg("--artifacts-destination")
+        .arg(dir.join("artifacts"))
+        .args([
+            "--allowed-hosts",
+            &format!("127.0.0.1:{port},localhost:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Mlflow {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        let up = Command::new("curl")
+            .args(["-sf", &format!("{}/health", server.url)])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if up {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("mlflow server did not start in 120 s");
+}
+
+fn train(out: &Path, extra: &[&str]) -> (bool, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = Command::new(env!("CARGO_BIN_EXE_ecg-train"))
+        .current_dir(root)
+        .args(["beat", "--config", "runs/smoke.yaml", "--out"])
+        .arg(out)
+        .args(extra)
+        .env_remove("MLFLOW_TRACKING_URI")
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_smoke_training_is_tracked_in_a_real_mlflow_server() {
+    if common::mitdb().is_none() {
+        return;
+    }
+    let Some(mlflow) = common::python_tool("mlflow", "the MLflow tracking check") else {
+        return;
+    };
+    let dir: PathBuf = std::env::temp_dir().join(format!("ecg-mlflow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = start_mlflow(&mlflow, &dir);
+    let out = dir.join("model");
+    let (ok, log) = train(
+        &out,
+        &[
+            "--mlflow-uri",
+            &server.url,
+            "--mlflow-experiment",
+            "smoke",
+            "--folds",
+            "3",
+        ],
+    );
+    assert!(ok, "{log}");
+    let run_id = log
+        .lines()
+        .find_map(|l| l.strip_prefix("mlflow: run "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no run id in the log:\n{log}"))
+        .to_string();
+    let run = get(&format!(
+        "{}/api/2.0/mlflow/runs/get?run_id={run_id}",
+        server.url
+    ));
+    let run = &run["run"];
+    assert_eq!(run["info"]["status"], "FINISHED");
+    let find = |list: &str, key: &str| -> Option<String> {
+        run["data"][list]
+            .as_array()?
+            .iter()
+            .find(|p| p["key"] == key)
+            .and_then(|p| p["value"].as_str().map(String::from))
+    };
+    // The file's options, the flag that overrode one, the tags.
+    assert_eq!(find("params", "only").as_deref(), Some("weights"));
+    assert_eq!(find("params", "folds").as_deref(), Some("3"));
+    assert_eq!(find("params", "mitdb-records").as_deref(), Some("101,106"));
+    assert_eq!(
+        find("tags", "model.name").as_deref(),
+        Some("ecg-beat-smoke")
+    );
+    assert_eq!(
+        find("tags", "mlflow.source.name").as_deref(),
+        Some("ecg-train beat")
+    );
+    assert!(find("tags", "data.db.sha256").is_some_and(|h| h.len() == 64));
+    assert!(find("tags", "mlflow.source.git.commit").is_some());
+    // The selection metric of each candidate, one step each.
+    let history = get(&format!(
+        "{}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=cv_score",
+        server.url
+    ));
+    let steps: Vec<u64> = history["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [0, 1], "{history}");
+    let metrics = run["data"]["metrics"].as_array().unwrap();
+    assert!(
+        metrics.iter().any(|m| m["key"] == "final.test.accuracy"),
+        "{metrics:?}"
+    );
+    let files = get(&format!(
+        "{}/api/2.0/mlflow/artifacts/list?run_id={run_id}",
+        server.url
+    ));
+    let names: Vec<&str> = files["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    for want in [
+        "ecg-beat-smoke.onnx",
+        "ecg-beat-smoke.json",
+        "ecg-beat-smoke.report.json",
+        "ecg-beat-smoke.run.yaml",
+    ] {
+        assert!(names.contains(&want), "{want} not among {names:?}");
+    }
+    // The run config written beside the model runs the same options again.
+    let effective = std::fs::read_to_string(out.join("ecg-beat-smoke.run.yaml")).unwrap();
+    assert!(effective.contains("folds: 3"), "{effective}");
+    drop(server);
+
+    // A server that is not there: a warning, and the model is still trained.
+    let (ok, log) = train(
+        &dir.join("offline"),
+        &["--mlflow-uri", "http://127.0.0.1:9"],
+    );
+    assert!(ok, "{log}");
+    assert!(log.contains("warning: mlflow: cannot open a run"), "{log}");
+    assert!(dir.join("offline/ecg-beat-smoke.onnx").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
