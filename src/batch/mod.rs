@@ -201,13 +201,7 @@ fn parts_of(path: &Path) -> Result<Vec<UploadPart>, String> {
         parse_header(&name, &String::from_utf8_lossy(&bytes)).map_err(|e| e.to_string())?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut parts = vec![part("hea", path, bytes)];
-    let mut files: Vec<&str> = header
-        .signals
-        .iter()
-        .map(|s| s.file_name.as_str())
-        .collect();
-    files.dedup();
-    for file in files {
+    for file in header.signal_files() {
         // The header's file name is a name, not a path: nothing outside the folder.
         let base = Path::new(file).file_name().unwrap_or_default();
         let dat = dir.join(base);

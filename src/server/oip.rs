@@ -15,8 +15,6 @@
 //! thread pool); errors are `{"error": "..."}` (with our `error_type` and
 //! `detail` beside it) and their status comes from [`ApiError`].
 
-use std::borrow::Cow;
-use std::ops::Range;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -29,7 +27,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::model::{ModelCard, Rows};
+use crate::model::{BeatInputs, ModelCard};
 use crate::service::{EnginePool, Readiness};
 
 /// The header that says how many bytes of the body are JSON (binary extension).
@@ -379,29 +377,6 @@ fn input_tensors(
     Ok((tensors, batch.unwrap_or(0)))
 }
 
-/// A request's tensors as the engine reads them: the main input (empty for a
-/// model of features alone) and `features` (empty for a model without).
-struct TensorRows {
-    rows: usize,
-    input: Vec<f32>,
-    features: Vec<f32>,
-}
-
-impl Rows for TensorRows {
-    fn rows(&self) -> usize {
-        self.rows
-    }
-
-    fn batch(&self, range: Range<usize>) -> (Cow<'_, [f32]>, &[f32]) {
-        let per = self.input.len() / self.rows.max(1);
-        let width = self.features.len() / self.rows.max(1);
-        (
-            Cow::Borrowed(&self.input[range.start * per..range.end * per]),
-            &self.features[range.start * width..range.end * width],
-        )
-    }
-}
-
 /// `POST /v2/models/{name}[/versions/{version}]/infer`.
 pub async fn infer(
     State(state): State<Arc<AppState>>,
@@ -481,9 +456,11 @@ pub async fn infer(
     };
     let input = tensors.pop().unwrap_or_default();
     let _admission = pool.admit()?;
-    let reply = pool.submit(Box::new(TensorRows {
-        rows,
-        input,
+    // The request's tensors as the engine reads a beat model's: rows of a main
+    // input (empty for a model of features alone) and of `features`.
+    let reply = pool.submit(Box::new(BeatInputs {
+        beats: rows,
+        windows: input,
         features,
     }))?;
     let result = reply

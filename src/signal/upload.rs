@@ -281,12 +281,7 @@ fn read_wfdb(
     let name = format!("{}.hea", hea.stem());
     let text = String::from_utf8_lossy(&hea.bytes);
     let header = parse_header(&name, &text)?;
-    let mut files: Vec<&str> = header
-        .signals
-        .iter()
-        .map(|s| s.file_name.as_str())
-        .collect();
-    files.dedup();
+    let files = header.signal_files();
     if files.len() > 1 {
         return Err(UploadError::Missing {
             field: "dat",

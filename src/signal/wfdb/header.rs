@@ -29,6 +29,16 @@ pub struct Header {
     pub comments: Vec<String>,
 }
 
+impl Header {
+    /// The signal files the header names, in order, each once where
+    /// consecutive signals share it (as interleaved signals do).
+    pub fn signal_files(&self) -> Vec<&str> {
+        let mut files: Vec<&str> = self.signals.iter().map(|s| s.file_name.as_str()).collect();
+        files.dedup();
+        files
+    }
+}
+
 /// One signal line of a header.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SignalSpec {
