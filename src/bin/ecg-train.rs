@@ -23,7 +23,7 @@ use ecg_serve::train::model::AttentionNetConfig;
 use ecg_serve::train::stack::{self, StackOptions};
 use ecg_serve::train::training::{Selection, TrainingConfig};
 use ecg_serve::train::{beat, evaluate, segment};
-use ecg_serve::train::{run_config, tracking};
+use ecg_serve::train::{run_config, sweep, tracking};
 
 #[derive(Parser)]
 #[command(version, about = "Train, export and evaluate ecg-serve's models")]
@@ -201,6 +201,24 @@ enum Command {
     /// features (fitted on the network's training records), built into a new
     /// ONNX graph and card; prints validation and test metrics of both.
     Stack(StackOptions),
+    /// Search hyper-parameters: trials of another command from a Weights &
+    /// Biases-style sweep file (method grid | random | bayes, metric,
+    /// parameters, early_terminate, run_cap), pruned on their intermediate
+    /// metric; resumes its study; ends with a table of trials and the best
+    /// trial's run config.
+    Sweep {
+        /// The sweep file (YAML).
+        file: PathBuf,
+        /// Trials in the study in all, an earlier run's included (the file's
+        /// run_cap and a grid's size bound it).
+        #[arg(long, env = "ECG_SWEEP_TRIALS", default_value_t = 10)]
+        trials: usize,
+        /// The study folder: each trial's output, the study journal
+        /// (study.jsonl, from which the sweep resumes) and best.yaml
+        /// [default: studies/<the file's name without extension>].
+        #[arg(long, env = "ECG_SWEEP_STUDY")]
+        study: Option<PathBuf>,
+    },
     /// Measure a trained model (ONNX Runtime) on its card's test records.
     Evaluate {
         /// The .onnx file; its card is the .json beside it.
@@ -239,7 +257,11 @@ fn main() -> anyhow::Result<()> {
         }
         _ => false,
     };
-    let result = run(parsed.command);
+    let mlflow = parsed
+        .mlflow_uri
+        .clone()
+        .map(|u| (u, parsed.mlflow_experiment.clone()));
+    let result = run(parsed.command, &cli, mlflow);
     if tracked {
         if let Some(run) = &written {
             finish_tracking(run, &result);
@@ -341,8 +363,32 @@ fn finish_tracking(run: &Written, result: &anyhow::Result<()>) {
 }
 
 /// Runs one command.
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(
+    command: Command,
+    cli: &clap::Command,
+    mlflow: Option<(String, String)>,
+) -> anyhow::Result<()> {
     match command {
+        Command::Sweep {
+            file,
+            trials,
+            study,
+        } => {
+            let study = study.unwrap_or_else(|| {
+                PathBuf::from("studies").join(file.file_stem().unwrap_or_default())
+            });
+            let outcome = sweep::run(
+                cli,
+                &sweep::SweepRun {
+                    file: &file,
+                    study,
+                    trials,
+                    exe: std::env::current_exe()?,
+                    mlflow,
+                },
+            )?;
+            print!("{}", outcome.table());
+        }
         Command::Segment {
             common,
             name,

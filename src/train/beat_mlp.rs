@@ -96,6 +96,110 @@ pub struct BeatMlpOptions {
     /// Seed of the augmentation draws.
     #[arg(long, default_value_t = 118)]
     pub augment_seed: u64,
+    /// Network settings that replace the candidates' own (for sweeps and
+    /// studies; unset: each candidate as [`grid`] defines it).
+    #[command(flatten)]
+    pub network: NetworkOverrides,
+}
+
+/// Settings of [`MlpConfig`] that, when given, replace those of every
+/// candidate the run cross-validates (its name then says so).
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct NetworkOverrides {
+    /// Hidden layer widths (comma-separated, e.g. 64,32).
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    /// Training epochs of each network.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    /// Factor on the learning rate after every epoch.
+    #[arg(long)]
+    pub lr_decay: Option<f64>,
+    /// L2 penalty on the weights.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Class weights (n / (k n_c)) ^ power (0: none, 1: inverse frequency).
+    #[arg(long)]
+    pub class_weight_power: Option<f64>,
+    /// Networks in the ensemble (their logits are averaged).
+    #[arg(long)]
+    pub members: Option<usize>,
+    /// Seed of the first network (the others take the next ones).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl NetworkOverrides {
+    /// `candidate` with the given settings in place of its own; its name
+    /// gains them (`all[epochs=5,members=3]`).
+    fn apply(&self, mut candidate: Candidate) -> Candidate {
+        let mut set = Vec::new();
+        let mlp = &mut candidate.mlp;
+        macro_rules! put {
+            ($($field:ident),*) => {$(
+                if let Some(v) = &self.$field {
+                    mlp.$field = v.clone();
+                    set.push(format!("{}={:?}", stringify!($field), v));
+                }
+            )*};
+        }
+        put!(
+            hidden,
+            epochs,
+            batch_size,
+            learning_rate,
+            lr_decay,
+            weight_decay,
+            class_weight_power,
+            members,
+            seed
+        );
+        if !set.is_empty() {
+            candidate.name = format!("{}[{}]", candidate.name, set.join(","));
+        }
+        candidate
+    }
+
+    /// Whether the settings can train (a one-line error naming the flag).
+    fn check(&self) -> Result<()> {
+        let positive = [
+            ("--epochs", self.epochs),
+            ("--batch-size", self.batch_size),
+            ("--members", self.members),
+        ];
+        for (flag, v) in positive {
+            ensure!(v != Some(0), "{flag} must be at least 1");
+        }
+        if let Some(h) = &self.hidden {
+            ensure!(
+                !h.is_empty() && !h.contains(&0),
+                "--hidden: widths must be at least 1 (e.g. 64,32)"
+            );
+        }
+        for (flag, v) in [
+            ("--learning-rate", self.learning_rate),
+            ("--lr-decay", self.lr_decay),
+        ] {
+            ensure!(
+                v.is_none_or(|v| v > 0.0 && v.is_finite()),
+                "{flag} must be a positive number"
+            );
+        }
+        for (flag, v) in [
+            ("--weight-decay", self.weight_decay),
+            ("--class-weight-power", self.class_weight_power),
+        ] {
+            ensure!(
+                v.is_none_or(|v| v >= 0.0 && v.is_finite()),
+                "{flag} must be zero or more"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// How training records are augmented.
@@ -267,7 +371,11 @@ fn fit(set: &WindowSet, idx: &[usize], keep: &[bool], cfg: &MlpConfig, classes: 
     )
 }
 
-/// Pooled held-out predictions of one candidate over the folds.
+/// Pooled held-out predictions of one candidate over the folds. As the folds
+/// finish, in fold order, the scores pooled over the folds so far go to
+/// [`super::tracking::log_metrics`] as `fold_score`, `fold_S_F1`, `fold_V_F1`
+/// and `fold_accuracy` at step `first_step + folds scored` (what a sweep prunes
+/// on; the values do not depend on the thread count).
 fn cross_validate(
     set: &WindowSet,
     folds: &[usize],
@@ -275,6 +383,7 @@ fn cross_validate(
     candidate: &Candidate,
     names: &[String],
     labels: &[&str],
+    first_step: u64,
 ) -> (MultiReport, Vec<u8>) {
     let keep = mask(candidate.inputs, names);
     let copy: Vec<bool> = set.records.iter().map(|r| is_copy(r)).collect();
@@ -289,25 +398,51 @@ fn cross_validate(
         let predicted: Vec<u8> = logits.chunks(labels.len()).map(argmax).collect();
         (held, predicted)
     };
-    // Folds are independent: one thread per core, each fit single-threaded
-    // (the result does not depend on the thread count).
+    // Folds are independent: one thread per core takes the next fold, each fit
+    // single-threaded (the result does not depend on the thread count).
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let results: Vec<(Vec<usize>, Vec<u8>)> = std::thread::scope(|scope| {
-        let fold = &fold;
-        let handles: Vec<_> = (0..threads)
-            .map(|t| scope.spawn(move || (t..k).step_by(threads).map(fold).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let mut predicted = vec![0u8; set.len()];
-    for (held, p) in results {
-        for (i, c) in held.into_iter().zip(p) {
-            predicted[i] = c;
+    let mut scored: Vec<usize> = Vec::new();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..threads.min(k) {
+            let (tx, fold, next) = (tx.clone(), &fold, &next);
+            scope.spawn(move || loop {
+                let f = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if f >= k || tx.send((f, fold(f))).is_err() {
+                    break;
+                }
+            });
         }
-    }
+        drop(tx);
+        let mut done: Vec<Option<(Vec<usize>, Vec<u8>)>> = vec![None; k];
+        let mut in_order = 0;
+        for (f, result) in rx {
+            done[f] = Some(result);
+            while let Some((held, p)) = done.get_mut(in_order).and_then(Option::take) {
+                for (&i, c) in held.iter().zip(p) {
+                    predicted[i] = c;
+                }
+                scored.extend(held);
+                in_order += 1;
+                let so_far = MultiReport::new(
+                    &scored.iter().map(|&i| predicted[i]).collect::<Vec<_>>(),
+                    &scored.iter().map(|&i| set.labels[i]).collect::<Vec<_>>(),
+                    labels,
+                );
+                super::tracking::log_metrics(
+                    &[
+                        ("fold_score", score(&so_far)),
+                        ("fold_S_F1", f1(&so_far, "S")),
+                        ("fold_V_F1", f1(&so_far, "V")),
+                        ("fold_accuracy", so_far.accuracy),
+                    ],
+                    first_step + in_order as u64,
+                );
+            }
+        }
+    });
     let clean = clean_rows(set);
     let report = MultiReport::new(
         &clean.iter().map(|&i| predicted[i]).collect::<Vec<_>>(),
@@ -447,6 +582,7 @@ fn training_set(
 /// candidate and writes its card. Returns the card's path (or `None`).
 pub fn run(opts: &BeatMlpOptions) -> Result<Option<PathBuf>> {
     ensure!(opts.folds >= 2, "--folds must be at least 2");
+    opts.network.check()?;
     let prep = preprocessing();
     let names = prep.beat.features.clone();
     let labels = beat_labels();
@@ -471,13 +607,28 @@ pub fn run(opts: &BeatMlpOptions) -> Result<Option<PathBuf>> {
         dump(path, &set, &folds, &names)?;
     }
     let mut table = Vec::new();
-    for c in grid().into_iter().filter(|c| {
-        opts.only
-            .as_ref()
-            .is_none_or(|o| c.name.contains(o.as_str()))
-    }) {
+    let candidates: Vec<Candidate> = grid()
+        .into_iter()
+        .filter(|c| {
+            opts.only
+                .as_ref()
+                .is_none_or(|o| c.name.contains(o.as_str()))
+        })
+        .map(|c| opts.network.apply(c))
+        .collect();
+    if candidates.is_empty() {
+        let all: Vec<String> = grid().into_iter().map(|c| c.name).collect();
+        anyhow::bail!(
+            "--only {:?} matches no candidate; the candidates are {}",
+            opts.only.as_deref().unwrap_or_default(),
+            all.join(", ")
+        );
+    }
+    for c in candidates {
         let started = std::time::Instant::now();
-        let (report, predicted) = cross_validate(&set, &folds, opts.folds, &c, &names, &labels);
+        let first_step = (table.len() * opts.folds) as u64;
+        let (report, predicted) =
+            cross_validate(&set, &folds, opts.folds, &c, &names, &labels, first_step);
         eprintln!(
             "{}  ({:.0} s)",
             summary_line(&c.name, &report),

@@ -3,8 +3,8 @@
 //! [`model`], [`training`], [`inference`]), then the commands: [`segment`] and
 //! [`beat`] (each builds on [`experiment`], what they share, and neither imports
 //! the other), [`evaluate`], [`stack`] (with [`logistic`]), [`beat_mlp`] (with [`mlp`] and [`augment`]); plus the ONNX writer
-//! ([`onnx`]), the [`metrics`], run configs ([`run_config`]) and MLflow
-//! tracking ([`tracking`]). Behind the `train` feature so the server
+//! ([`onnx`]), the [`metrics`], run configs ([`run_config`]), MLflow
+//! tracking ([`tracking`]) and hyper-parameter sweeps ([`sweep`]). Behind the `train` feature so the server
 //! builds without burn.
 
 pub mod augment;
@@ -22,5 +22,6 @@ pub mod onnx;
 pub mod run_config;
 pub mod segment;
 pub mod stack;
+pub mod sweep;
 pub mod tracking;
 pub mod training;

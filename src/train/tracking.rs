@@ -122,10 +122,15 @@ pub fn start(
             Err(e) => return Err(e),
         };
         let url = format!("{base}/api/2.0/mlflow/runs/create");
+        let parent = std::env::var(PARENT_ENV)
+            .ok()
+            .map(|p| ("mlflow.parentRunId".to_string(), p));
         let tags: Vec<Value> = tags
             .iter()
+            .chain(parent.as_ref())
             .map(|(k, v)| json!({ "key": k, "value": v }))
             .collect();
+        let run_name = std::env::var(RUN_NAME_ENV).unwrap_or_else(|_| run_name.to_string());
         let created = call(http.post(url).json(&json!({
             "experiment_id": experiment_id,
             "run_name": run_name,
@@ -179,8 +184,41 @@ fn with_run(f: impl FnOnce(&mut Run)) {
     }
 }
 
-/// Logs `metrics` at `step` (non-finite values are left out: MLflow refuses them).
+/// The environment variable that names a sweep's run, whose child this run is.
+pub const PARENT_ENV: &str = "ECG_MLFLOW_PARENT_RUN";
+
+/// The environment variable that names the run in place of the model's name
+/// (a sweep's trials: `trial-<n>`).
+pub const RUN_NAME_ENV: &str = "ECG_MLFLOW_RUN_NAME";
+
+/// The open run's id.
+pub fn run_id() -> Option<String> {
+    RUN.get()?.lock().ok().map(|r| r.run_id.clone())
+}
+
+/// Logs `metrics` at `step` (non-finite values are left out: MLflow refuses
+/// them); also, when `ecg-train sweep` runs this training as a trial, to the
+/// file it reads them from ([`super::sweep::METRICS_ENV`]).
 pub fn log_metrics(metrics: &[(&str, f64)], step: u64) {
+    if let Some(path) = std::env::var_os(super::sweep::METRICS_ENV) {
+        use std::io::Write;
+        let lines: String = metrics
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(k, v)| format!("{}\n", json!({ "key": k, "value": v, "step": step })))
+            .collect();
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(lines.as_bytes()));
+        if let Err(e) = written {
+            eprintln!(
+                "warning: cannot write the sweep's metrics to {}: {e}",
+                path.to_string_lossy()
+            );
+        }
+    }
     with_run(|run| {
         let at = now_ms();
         let list: Vec<Value> = metrics
