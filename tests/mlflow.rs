@@ -197,6 +197,73 @@ fn a_smoke_training_is_tracked_in_a_real_mlflow_server() {
     // The run config written beside the model runs the same options again.
     let effective = std::fs::read_to_string(out.join("ecg-beat-smoke.run.yaml")).unwrap();
     assert!(effective.contains("folds: 3"), "{effective}");
+
+    // A sweep: its own run, each trial a child run of it.
+    let o = Command::new(env!("CARGO_BIN_EXE_ecg-train"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .args(["sweep", "runs/smoke-sweep.yaml", "--study"])
+        .arg(dir.join("study"))
+        .args(["--mlflow-uri", &server.url, "--mlflow-experiment", "sweep"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let experiment = get(&format!(
+        "{}/api/2.0/mlflow/experiments/get-by-name?experiment_name=sweep",
+        server.url
+    ));
+    let id = experiment["experiment"]["experiment_id"].as_str().unwrap();
+    let found = Command::new("curl")
+        .args(["-sf", "-H", "Content-Type: application/json", "-d"])
+        .arg(format!(r#"{{"experiment_ids": ["{id}"], "max_results": 100}}"#))
+        .arg(format!("{}/api/2.0/mlflow/runs/search", server.url))
+        .output()
+        .unwrap();
+    let runs: Value = serde_json::from_slice(&found.stdout).unwrap();
+    let runs = runs["runs"].as_array().unwrap();
+    let tag = |run: &Value, key: &str| -> Option<String> {
+        run["data"]["tags"]
+            .as_array()?
+            .iter()
+            .find(|t| t["key"] == key)
+            .and_then(|t| t["value"].as_str().map(String::from))
+    };
+    let parent = runs
+        .iter()
+        .find(|r| r["info"]["run_name"] == "sweep smoke-sweep")
+        .unwrap_or_else(|| panic!("no sweep run among {runs:?}"));
+    assert_eq!(parent["info"]["status"], "FINISHED");
+    let parent_id = parent["info"]["run_id"].as_str().unwrap();
+    let mut children: Vec<(String, String)> = runs
+        .iter()
+        .filter(|r| tag(r, "mlflow.parentRunId").as_deref() == Some(parent_id))
+        .map(|r| {
+            (
+                r["info"]["run_name"].as_str().unwrap().to_string(),
+                r["info"]["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    children.sort();
+    // The pruned trial was stopped with SIGTERM and marked its run so.
+    assert_eq!(
+        children,
+        [
+            ("trial-0".to_string(), "FINISHED".to_string()),
+            ("trial-1".to_string(), "FINISHED".to_string()),
+            ("trial-2".to_string(), "KILLED".to_string()),
+        ]
+    );
+    let history = get(&format!(
+        "{}/api/2.0/mlflow/metrics/get-history?run_id={parent_id}&metric_key=trial_value",
+        server.url
+    ));
+    let steps: Vec<u64> = history["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [0, 1], "{history}");
     drop(server);
 
     // A server that is not there: a warning, and the model is still trained.

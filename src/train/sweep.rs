@@ -201,13 +201,8 @@ impl SweepFile {
     pub fn read(path: &Path, cli: &clap::Command) -> Result<SweepFile> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
-        let sweep: SweepFile = serde_yaml_ng::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "{name}: {}",
-                e.to_string()
-                    .replace("unknown variant", "method or goal: unknown value")
-            )
-        })?;
+        let sweep: SweepFile =
+            serde_yaml_ng::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let sub = cli
             .get_subcommands()
             .find(|s| s.get_name() == sweep.command && s.get_name() != "sweep")
