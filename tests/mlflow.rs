@@ -214,7 +214,9 @@ fn a_smoke_training_is_tracked_in_a_real_mlflow_server() {
     let id = experiment["experiment"]["experiment_id"].as_str().unwrap();
     let found = Command::new("curl")
         .args(["-sf", "-H", "Content-Type: application/json", "-d"])
-        .arg(format!(r#"{{"experiment_ids": ["{id}"], "max_results": 100}}"#))
+        .arg(format!(
+            r#"{{"experiment_ids": ["{id}"], "max_results": 100}}"#
+        ))
         .arg(format!("{}/api/2.0/mlflow/runs/search", server.url))
         .output()
         .unwrap();

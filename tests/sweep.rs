@@ -136,6 +136,76 @@ fn an_interrupted_study_resumes_to_the_same_trials() {
 }
 
 #[test]
+fn tpe_with_median_and_random_with_hyperband_sample_inside_their_ranges() {
+    if common::mitdb().is_none() {
+        return;
+    }
+    let smoke = std::fs::read_to_string(root().join("runs/smoke-sweep.yaml")).unwrap();
+    let base: String = smoke
+        .lines()
+        .filter(|l| {
+            !l.starts_with("method")
+                && !l.starts_with("early_terminate")
+                && !l.contains("learning-rate")
+                && !l.contains("epochs")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let ranges = "  learning-rate: {min: 0.0005, max: 0.01, distribution: log_uniform_values}\n  epochs: {min: 2, max: 5}\n";
+    let dir = temp("methods");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (method, prune) in [
+        ("bayes", "{type: median, min_iter: 1}"),
+        (
+            "random",
+            "{type: hyperband, min_iter: 1, max_iter: 4, eta: 2}",
+        ),
+    ] {
+        // The parameters' block is the file's last but run_cap: append to it.
+        let text = base.replace("run_cap: 3", "")
+            + ranges
+            + &format!("method: {method}\nearly_terminate: {prune}\nrun_cap: 4\n");
+        let file = dir.join(format!("{method}.yaml"));
+        std::fs::write(&file, &text).unwrap();
+        let study = dir.join(method);
+        let o = ecg_train(&[
+            "sweep",
+            file.to_str().unwrap(),
+            "--study",
+            study.to_str().unwrap(),
+        ]);
+        let table = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{text}\n{table}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let got = rows(&table);
+        assert_eq!(got.len(), 4, "{table}");
+        assert!(
+            got.iter().all(|r| r.1 == "complete" || r.1 == "pruned"),
+            "{table}"
+        );
+        for line in table.lines().skip(1).take(4) {
+            let value = |key: &str| -> f64 {
+                line.split_whitespace()
+                    .find_map(|f| f.strip_prefix(&format!("{key}=")))
+                    .unwrap_or_else(|| panic!("no {key} in {line}"))
+                    .parse()
+                    .unwrap()
+            };
+            assert!((0.0005..=0.01).contains(&value("learning-rate")), "{line}");
+            let epochs = value("epochs");
+            assert!(
+                epochs.fract() == 0.0 && (2.0..=5.0).contains(&epochs),
+                "{line}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn bad_sweep_files_are_one_line_errors_naming_the_field() {
     let dir = temp("bad");
     std::fs::create_dir_all(&dir).unwrap();

@@ -564,7 +564,7 @@ pub fn run(cli: &clap::Command, opts: &SweepRun) -> Result<Outcome> {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(" ");
-            bar.println(format!("trial {number}: {shown}"));
+            say(&bar, format!("trial {number}: {shown}"));
             // Only steps that a completed trial went past are judged.
             let judged_below = study
                 .trials()
@@ -585,16 +585,19 @@ pub fn run(cli: &clap::Command, opts: &SweepRun) -> Result<Outcome> {
             )?;
             match ran {
                 Ran::Pruned(step) => {
-                    bar.println(format!("trial {number}: pruned at step {step}"));
+                    say(&bar, format!("trial {number}: pruned at step {step}"));
                     study.prune_trial(trial);
                 }
                 Ran::Complete(v) => {
-                    bar.println(format!("trial {number}: {} {v:.4}", sweep.metric.name));
+                    say(
+                        &bar,
+                        format!("trial {number}: {} {v:.4}", sweep.metric.name),
+                    );
                     super::tracking::log_metrics(&[("trial_value", v)], number);
                     study.tell(trial, Ok::<_, String>(v));
                 }
                 Ran::Failed(why) => {
-                    bar.println(format!("trial {number}: failed: {why}"));
+                    say(&bar, format!("trial {number}: failed: {why}"));
                     failed += 1;
                     study.tell(trial, Err::<f64, _>(why));
                 }
@@ -648,6 +651,16 @@ pub fn run(cli: &clap::Command, opts: &SweepRun) -> Result<Outcome> {
         best,
         best_config,
     })
+}
+
+/// A line above the progress bar, or on stderr when the bar is hidden (not a
+/// terminal: a log keeps every trial).
+fn say(bar: &indicatif::ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 /// What one trial came to.
