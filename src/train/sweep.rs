@@ -11,7 +11,7 @@
 //!   learning-rate: {min: 0.0003, max: 0.01, distribution: log_uniform_values}
 //!   hidden: {values: [[64, 32], [128, 64]]}
 //!   epochs: {min: 6, max: 20}          # whole bounds: int_uniform
-//! early_terminate: {type: median, min_iter: 2}   # or hyperband (min_iter, max_iter, eta)
+//! early_terminate: {type: median, min_iter: 2, min_trials: 5}   # or hyperband (min_iter, max_iter, eta)
 //! run_cap: 20
 //! ```
 //!
@@ -133,6 +133,10 @@ pub struct EarlyTerminate {
     pub min_iter: Option<u64>,
     pub max_iter: Option<u64>,
     pub eta: Option<u64>,
+    /// Median: completed trials with a value at a step before a trial may be
+    /// pruned there (default 5, as Optuna's `n_startup_trials`; with fewer,
+    /// one lucky first trial prunes everything after it).
+    pub min_trials: Option<u64>,
 }
 
 /// A parameter ready to sample.
@@ -277,7 +281,7 @@ impl SweepFile {
         }
         if let Some(e) = &sweep.early_terminate {
             match e.kind.as_str() {
-                "median" => {}
+                "median" => ensure_positive(&name, "early_terminate.min_trials", e.min_trials)?,
                 "hyperband" => {
                     ensure_positive(&name, "early_terminate.min_iter", e.min_iter)?;
                     ensure_positive(&name, "early_terminate.max_iter", e.max_iter)?;
@@ -347,7 +351,7 @@ impl SweepFile {
             Some(e) if e.kind == "median" => Box::new(
                 MedianPruner::new(d)
                     .n_warmup_steps(e.min_iter.unwrap_or(0))
-                    .n_min_trials(1),
+                    .n_min_trials(e.min_trials.unwrap_or(5).max(1) as usize),
             ),
             Some(e) => Box::new(
                 HyperbandPruner::new()
