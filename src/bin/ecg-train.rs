@@ -19,6 +19,7 @@ use ecg_serve::model::{BeatPreprocessing, SegmentPreprocessing};
 use ecg_serve::train::beat_mlp::{self, BeatMlpOptions};
 use ecg_serve::train::data::{BEAT_VALIDATION, DEFAULT_VALIDATION};
 use ecg_serve::train::experiment::{SplitKind, TrainOptions};
+use ecg_serve::train::heartbeat::{self, HeartbeatOptions};
 use ecg_serve::train::model::AttentionNetConfig;
 use ecg_serve::train::stack::{self, StackOptions};
 use ecg_serve::train::training::{Selection, TrainingConfig};
@@ -219,6 +220,9 @@ enum Command {
         #[arg(long, env = "ECG_SWEEP_STUDY")]
         study: Option<PathBuf>,
     },
+    /// Write a database in another data set format.
+    #[command(subcommand)]
+    Dataset(Dataset),
     /// Measure a trained model (ONNX Runtime) on its card's test records.
     Evaluate {
         /// The .onnx file; its card is the .json beside it.
@@ -233,6 +237,15 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+}
+
+/// The data set formats `ecg-train dataset` writes.
+#[derive(Subcommand)]
+enum Dataset {
+    /// Kachuee et al. 2018's heartbeat CSV (the Kaggle mitbih_train.csv
+    /// format): 187 samples at 125 Hz in [0, 1] and the class per row, plus
+    /// <out>.rows.csv with each row's record and sample.
+    Heartbeat(HeartbeatOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -388,6 +401,21 @@ fn run(
                 },
             )?;
             print!("{}", outcome.table());
+        }
+        Command::Dataset(Dataset::Heartbeat(opts)) => {
+            let w = heartbeat::write(&opts)?;
+            println!(
+                "{}: {} rows (N {}, S {}, V {}, F {}, Q {}); {} reference beats without a row; records and samples in {}",
+                opts.out.display(),
+                w.rows,
+                w.per_class[0],
+                w.per_class[1],
+                w.per_class[2],
+                w.per_class[3],
+                w.per_class[4],
+                w.left_out,
+                w.side_file.display()
+            );
         }
         Command::Segment {
             common,

@@ -19,6 +19,7 @@ pub mod error;
 pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod heartbeat;
 pub mod qrs;
 pub mod resample;
 pub mod rr;

@@ -13,6 +13,7 @@ pub mod beat_mlp;
 pub mod data;
 pub mod evaluate;
 pub mod experiment;
+pub mod heartbeat;
 pub mod inference;
 pub mod logistic;
 pub mod metrics;
