@@ -43,6 +43,20 @@ fn get(url: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The steps of metric `key`'s history in run `run_id`, and the history.
+fn metric_steps(url: &str, run_id: &str, key: &str) -> (Vec<u64>, Value) {
+    let history = get(&format!(
+        "{url}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key={key}"
+    ));
+    let steps = history["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["step"].as_u64().unwrap())
+        .collect();
+    (steps, history)
+}
+
 fn start_mlflow(bin: &Path, dir: &Path) -> Mlflow {
     let port = free_port();
     let child = Command::new(bin)
@@ -160,16 +174,7 @@ fn a_smoke_training_is_tracked_in_a_real_mlflow_server() {
     assert!(find("tags", "data.db.sha256").is_some_and(|h| h.len() == 64));
     assert!(find("tags", "mlflow.source.git.commit").is_some());
     // The selection metric of each candidate, one step each.
-    let history = get(&format!(
-        "{}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=cv_score",
-        server.url
-    ));
-    let steps: Vec<u64> = history["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["step"].as_u64().unwrap())
-        .collect();
+    let (steps, history) = metric_steps(&server.url, &run_id, "cv_score");
     assert_eq!(steps, [0, 1], "{history}");
     let metrics = run["data"]["metrics"].as_array().unwrap();
     assert!(
@@ -255,16 +260,7 @@ fn a_smoke_training_is_tracked_in_a_real_mlflow_server() {
             ("trial-2".to_string(), "KILLED".to_string()),
         ]
     );
-    let history = get(&format!(
-        "{}/api/2.0/mlflow/metrics/get-history?run_id={parent_id}&metric_key=trial_value",
-        server.url
-    ));
-    let steps: Vec<u64> = history["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["step"].as_u64().unwrap())
-        .collect();
+    let (steps, history) = metric_steps(&server.url, parent_id, "trial_value");
     assert_eq!(steps, [0, 1], "{history}");
     drop(server);
 

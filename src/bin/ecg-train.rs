@@ -299,18 +299,11 @@ impl Written {
 /// Opens the MLflow run: the options as params; git commit, host, command and
 /// the data folders' digests as tags. Ctrl-C marks it KILLED.
 fn start_tracking(uri: &str, experiment: &str, command: &str, run: &Written) {
-    // Params as the flags spell them (a list comma-separated).
-    fn text(v: &serde_json::Value) -> String {
-        match v {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
-            other => other.to_string(),
-        }
-    }
+    // Params as the flags spell them.
     let params: Vec<(String, String)> = run
         .options
         .iter()
-        .map(|(k, v)| (k.clone(), text(v)))
+        .map(|(k, v)| (k.clone(), run_config::flag_text(v)))
         .collect();
     let mut tags = vec![
         (

@@ -215,6 +215,16 @@ fn typed(text: &str) -> Value {
     }
 }
 
+/// A value as its flag spells it on a command line or in an MLflow param: a
+/// list comma-separated.
+pub fn flag_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(flag_text).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
 /// Writes `options` as YAML to `path`.
 pub fn write(path: &Path, options: &Options, header: &str) -> std::io::Result<()> {
     let yaml = serde_yaml_ng::to_string(options).map_err(std::io::Error::other)?;

@@ -61,7 +61,7 @@ use optimizer::{Direction, Study, Trial, TrialState};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::run_config::{self, Options};
+use super::run_config::{self, flag_text, Options};
 
 /// The environment variable naming the file a trial appends its metrics to
 /// (JSON lines: `{"key", "value", "step"}`).
@@ -164,15 +164,6 @@ impl Space {
             Space::Float(p) => p.suggest(trial)?.to_string(),
             Space::Int(p) => p.suggest(trial)?.to_string(),
         })
-    }
-}
-
-/// A value as a flag takes it (a list comma-separated).
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
     }
 }
 
@@ -311,9 +302,11 @@ impl SweepFile {
             .map(|(key, s)| {
                 let long = key.replace('_', "-");
                 let space = if let Some(v) = &s.value {
-                    Space::Fixed(text(v))
+                    Space::Fixed(flag_text(v))
                 } else if let Some(vs) = &s.values {
-                    Space::Choice(CategoricalParam::new(vs.iter().map(text).collect()).name(&long))
+                    Space::Choice(
+                        CategoricalParam::new(vs.iter().map(flag_text).collect()).name(&long),
+                    )
                 } else {
                     let (lo, hi) = (s.min.unwrap_or(0.0), s.max.unwrap_or(0.0));
                     let whole = lo.fract() == 0.0 && hi.fract() == 0.0;
@@ -817,7 +810,7 @@ fn grid(
                 .iter()
                 .flatten()
                 .enumerate()
-                .map(|(i, v)| (ParamValue::Categorical(i), text(v)))
+                .map(|(i, v)| (ParamValue::Categorical(i), flag_text(v)))
                 .collect(),
             // A grid has only values (checked when the file was read).
             Space::Float(_) | Space::Int(_) => Vec::new(),
