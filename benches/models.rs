@@ -7,6 +7,8 @@
 //! Divide the beat rows by 2,273 for the time per beat. `segment_batch/N` runs
 //! the segment model in batches of N (how the server's default was chosen).
 //! Needs ONNX Runtime (`ORT_DYLIB_PATH`, as `scripts/fetch-ort.sh` prints).
+//! `BENCH_MODELS=a,b` runs the models `models/a.onnx`, `models/b.onnx`
+//! instead (e.g. a previous version beside the shipped one, in one run).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ecg_serve::engine::{available_cpus, Provider, Runtime, SharedThreads};
@@ -37,7 +39,9 @@ fn models(c: &mut Criterion) {
     .unwrap();
     let mut g = c.benchmark_group("models_record_100");
     g.sample_size(10);
-    for name in ["ecg-segment", "ecg-beat", "ecg-beat-net"] {
+    let names = std::env::var("BENCH_MODELS")
+        .unwrap_or_else(|_| "ecg-segment,ecg-beat,ecg-beat-net".into());
+    for name in names.split(',') {
         let model = Path::new(root).join("models").join(format!("{name}.onnx"));
         let (card, bytes) = ModelCard::open(&model).unwrap();
         let models = match &card.kind {

@@ -46,6 +46,14 @@ async fn tritonclient_talks_to_the_server() {
 async fn protocol_rules_and_errors() {
     let server = Server::start(&["--api-key", "k"]).await;
     server.wait_ready().await;
+    // The shipped beat model's card: its version and its features' width.
+    let card: Value =
+        serde_json::from_str(&std::fs::read_to_string("models/ecg-beat.json").unwrap()).unwrap();
+    let w = card["input"]["shape"][1].as_u64().unwrap() as usize;
+    let ready = format!(
+        "/v2/models/ecg-beat/versions/{}/ready",
+        card["version"].as_str().unwrap()
+    );
     let client = reqwest::Client::new();
     let get = |path: &str| client.get(server.url(path)).send();
     for (path, status) in [
@@ -53,7 +61,7 @@ async fn protocol_rules_and_errors() {
         ("/v2/health/live", 200),
         ("/v2/health/ready", 200),
         ("/v2/models/ecg-segment/ready", 200),
-        ("/v2/models/ecg-beat/versions/2.1.0/ready", 200),
+        (ready.as_str(), 200),
         ("/v2/models/ecg-beat/versions/9.9.9", 404),
         ("/v2/models/nope/ready", 404),
     ] {
@@ -69,8 +77,8 @@ async fn protocol_rules_and_errors() {
         r.send()
     };
     let features = |rows: usize| {
-        json!({"inputs": [{"name": "features", "shape": [rows, 75], "datatype": "FP32",
-            "data": vec![vec![0.5f32; 75]; rows]}]})
+        json!({"inputs": [{"name": "features", "shape": [rows, w], "datatype": "FP32",
+            "data": vec![vec![0.5f32; w]; rows]}]})
     };
     // Inference is guarded by the API key, as /predict is.
     let r = infer(features(2), None).await.unwrap();
@@ -81,6 +89,10 @@ async fn protocol_rules_and_errors() {
     assert_eq!(body["model_name"], "ecg-beat");
     assert_eq!(body["outputs"][0]["shape"], json!([2, 5]));
     assert_eq!(body["outputs"][0]["data"].as_array().unwrap().len(), 10);
+    let (two, zero) = (
+        format!("2 values for shape [1, {w}]"),
+        format!("shape [0, {w}]"),
+    );
     for (bad, says) in [
         (json!({"inputs": []}), "input `features` is missing"),
         (
@@ -88,27 +100,27 @@ async fn protocol_rules_and_errors() {
             "unknown input `x`",
         ),
         (
-            json!({"inputs": [{"name": "features", "shape": [1, 75], "datatype": "INT64", "data": [1]}]}),
+            json!({"inputs": [{"name": "features", "shape": [1, w], "datatype": "INT64", "data": [1]}]}),
             "datatype `INT64`",
         ),
         (
-            json!({"inputs": [{"name": "features", "shape": [1, 75], "datatype": "FP32", "data": [1, 2]}]}),
-            "2 values for shape [1, 75]",
+            json!({"inputs": [{"name": "features", "shape": [1, w], "datatype": "FP32", "data": [1, 2]}]}),
+            two.as_str(),
         ),
         (
-            json!({"inputs": [{"name": "features", "shape": [0, 75], "datatype": "FP32", "data": []}]}),
-            "shape [0, 75]",
+            json!({"inputs": [{"name": "features", "shape": [0, w], "datatype": "FP32", "data": []}]}),
+            zero.as_str(),
         ),
         (
-            json!({"inputs": [{"name": "features", "shape": [4611686018427387904i64, 75], "datatype": "FP32", "data": []}]}),
+            json!({"inputs": [{"name": "features", "shape": [4611686018427387904i64, w], "datatype": "FP32", "data": []}]}),
             "holds more values than",
         ),
         (
-            json!({"inputs": [{"name": "features", "shape": [1, 75], "datatype": "FP32", "data": ["a"]}]}),
+            json!({"inputs": [{"name": "features", "shape": [1, w], "datatype": "FP32", "data": ["a"]}]}),
             "is not a number",
         ),
         (
-            json!({"inputs": [{"name": "features", "shape": [1, 75], "datatype": "FP32", "data": vec![0; 75]}], "outputs": [{"name": "attention"}]}),
+            json!({"inputs": [{"name": "features", "shape": [1, w], "datatype": "FP32", "data": vec![0; w]}], "outputs": [{"name": "attention"}]}),
             "unknown output `attention`",
         ),
         (json!({"inputs": "nope"}), "not valid JSON of the protocol"),

@@ -91,10 +91,43 @@ pub const NAMES: [&str; FEATURES] = [
     "d21",
     "d22",
     "d23",
+    "pre_slow",
+    "local_slow",
+    "pre_average",
+    "pre_previous",
+    "p_previous_corr",
 ];
 
 /// Number of features per beat.
-pub const FEATURES: usize = 18 + 2 * WAVE_POINTS;
+pub const FEATURES: usize = 18 + 2 * WAVE_POINTS + CONTEXT.len();
+
+/// The rhythm-context features (after the waveform points), which do not
+/// lean on the record's majority:
+///
+/// - `pre_slow`, `local_slow`: the previous and the local RR against the
+///   record's *slow* normal RR, the [`SLOW_QUANTILE`] of the dominant beats'
+///   previous RRs rather than their median. An ectopic atrial rhythm is faster
+///   than the sinus rhythm it interrupts, so where runs of atrial beats
+///   outnumber sinus beats (and seed the dominant beat) the sinus beats are
+///   still the slow ones;
+/// - `pre_average`: the previous RR against the mean RR within
+///   [`AVERAGE_S`] seconds either side (de Chazal et al. 2004's average RR);
+/// - `pre_previous`: the previous RR against the beat before's (the abrupt
+///   onset of a run, which a sinus rhythm speeding up does not have);
+/// - `p_previous_corr`: the P-wave region against the previous beat's (a
+///   sinus beat that comes early keeps its P wave; an atrial premature beat
+///   brings another).
+pub const CONTEXT: [&str; 5] = [
+    "pre_slow",
+    "local_slow",
+    "pre_average",
+    "pre_previous",
+    "p_previous_corr",
+];
+/// Quantile of the dominant beats' previous RR taken as the slow normal RR.
+pub const SLOW_QUANTILE: f64 = 0.75;
+/// Half-width, seconds, of the window [`CONTEXT`]'s `pre_average` averages over.
+pub const AVERAGE_S: f64 = 150.0;
 
 /// Waveform points per beat (`w..`: the beat, `d..`: the beat minus the
 /// template, both over the template's QRS amplitude), every [`WAVE_STEP_S`]
@@ -145,15 +178,22 @@ pub fn beat_features(
     let amplitude = peak_to_peak(geometry.qrs(t)).max(1e-9);
     let t_width = geometry.qrs_width(t);
     let t_p_rms = rms(geometry.p_wave(t)).max(1e-9);
-    let (qrs_corr, p_corr): (Vec<f64>, Vec<f64>) = (0..n)
-        .map(|i| {
-            let w = window(i);
-            (
-                correlation(geometry.qrs(&w), geometry.qrs(t)),
-                correlation(geometry.p_wave(&w), geometry.p_wave(t)),
-            )
-        })
-        .unzip();
+    let (mut qrs_corr, mut p_corr, mut p_previous) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut previous: Option<Vec<f64>> = None;
+    for i in 0..n {
+        let w = window(i);
+        qrs_corr.push(correlation(geometry.qrs(&w), geometry.qrs(t)));
+        p_corr.push(correlation(geometry.p_wave(&w), geometry.p_wave(t)));
+        p_previous.push(previous.as_ref().map_or(1.0, |v| {
+            correlation(geometry.p_wave(&w), geometry.p_wave(v))
+        }));
+        previous = Some(w);
+    }
+    let average = average_rr(peaks, rate, rr);
     (0..n)
         .map(|i| {
             let w = &window(i);
@@ -205,6 +245,16 @@ pub fn beat_features(
                 let at = geometry.wave_index(k);
                 f[18 + k] = (w[at] / amplitude).clamp(-8.0, 8.0) as f32;
                 f[18 + WAVE_POINTS + k] = (difference[at] / amplitude).clamp(-8.0, 8.0) as f32;
+            }
+            let context = [
+                ratio(r.pre, dominant.slow_rr_s),
+                ratio(r.local, dominant.slow_rr_s),
+                ratio(r.pre, average[i]),
+                ratio(r.pre, rr[i.saturating_sub(1)].pre),
+                p_previous[i],
+            ];
+            for (slot, v) in f[18 + 2 * WAVE_POINTS..].iter_mut().zip(context) {
+                *slot = v as f32;
             }
             f
         })
@@ -283,10 +333,30 @@ impl Geometry {
     }
 }
 
+/// The mean previous RR of the beats within [`AVERAGE_S`] of each beat.
+fn average_rr(peaks: &[usize], rate: f64, rr: &[RrFeatures]) -> Vec<f64> {
+    let mut prefix = Vec::with_capacity(rr.len() + 1);
+    prefix.push(0.0);
+    for r in rr {
+        prefix.push(prefix[prefix.len() - 1] + r.pre);
+    }
+    let reach = (AVERAGE_S * rate).round() as usize;
+    peaks
+        .iter()
+        .map(|&p| {
+            let from = peaks.partition_point(|&q| q + reach < p);
+            let to = peaks.partition_point(|&q| q <= p + reach);
+            (prefix[to] - prefix[from]) / (to - from).max(1) as f64
+        })
+        .collect()
+}
+
 /// The record's dominant beat and its normal RR.
 struct Dominant {
     template: Vec<f64>,
     rr_s: f64,
+    /// The [`SLOW_QUANTILE`] of the same beats' previous RR.
+    slow_rr_s: f64,
 }
 
 impl Dominant {
@@ -332,7 +402,15 @@ impl Dominant {
             v if v > 0.0 => v,
             _ => rr[0].record,
         };
-        Dominant { template, rr_s }
+        let slow_rr_s = match quantile(&rr_members, SLOW_QUANTILE) {
+            v if v > 0.0 => v,
+            _ => rr_s,
+        };
+        Dominant {
+            template,
+            rr_s,
+            slow_rr_s,
+        }
     }
 }
 
@@ -394,6 +472,20 @@ fn median(v: &[f64]) -> f64 {
         0 => 0.0,
         n if n % 2 == 1 => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The `q` quantile of `v` (linear between order statistics; 0 when empty).
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n => {
+            let at = q.clamp(0.0, 1.0) * (n - 1) as f64;
+            let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+            v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
+        }
     }
 }
 
@@ -496,6 +588,52 @@ mod tests {
         // The normal RR is the narrow beats' previous RR (1.1 s).
         let pre = column(&f, "pre_normal");
         assert!((pre[10] - 1.0).abs() < 0.05, "{}", pre[10]);
+    }
+
+    #[test]
+    fn a_run_of_atrial_beats_that_outnumbers_sinus_beats_is_still_fast() {
+        // 20 sinus beats at 0.8 s, a run of 60 atrial beats at 0.45 s with no
+        // visible P wave (the run seeds the dominant beat), 20 sinus beats.
+        for rate in [128.0, 360.0] {
+            let mut peaks = Vec::new();
+            let mut t = 0.5;
+            for k in 0..100 {
+                t += if (20..80).contains(&k) { 0.45 } else { 0.8 };
+                peaks.push((t * rate) as usize);
+            }
+            let mut x = vec![0.0; ((t + 1.0) * rate) as usize];
+            for (k, &p) in peaks.iter().enumerate() {
+                beat(&mut x, p, rate, false, !(20..80).contains(&k));
+            }
+            let rr = rr_features(&peaks, rate, 10);
+            let f = beat_features(&x, rate, &peaks, &rr);
+            let (normal, slow) = (column(&f, "pre_normal"), column(&f, "pre_slow"));
+            // Against the median the run looks normal; against the slow RR it is fast.
+            assert!((normal[50] - 1.0).abs() < 0.05, "{rate}: {}", normal[50]);
+            assert!(slow[50] < 0.65, "{rate}: {}", slow[50]);
+            assert!((slow[10] - 1.0).abs() < 0.05, "{rate}: {}", slow[10]);
+            let local = column(&f, "local_slow");
+            assert!(local[50] < 0.65 && local[5] > 0.9, "{rate}: {local:?}");
+            // Its onset is abrupt; within it the RR holds.
+            let previous = column(&f, "pre_previous");
+            assert!(previous[20] < 0.6 && (previous[50] - 1.0).abs() < 0.05);
+            // Over the whole record the run is faster than the average.
+            let average = column(&f, "pre_average");
+            assert!(
+                average[50] < 0.9 && average[10] > 1.2,
+                "{rate}: {average:?}"
+            );
+            // A sinus P wave follows a sinus P wave; the run's first beat has none.
+            let p = column(&f, "p_previous_corr");
+            assert!(p[10] > 0.9 && p[20] < 0.5, "{rate}: {} {}", p[10], p[20]);
+        }
+    }
+
+    #[test]
+    fn quantiles_interpolate() {
+        assert_eq!(quantile(&[], 0.75), 0.0);
+        assert_eq!(quantile(&[3.0, 1.0, 2.0, 4.0, 5.0], 0.75), 4.0);
+        assert!((quantile(&[1.0, 2.0], 0.75) - 1.75).abs() < 1e-12);
     }
 
     #[test]
