@@ -8,7 +8,8 @@
 //! the segment model in batches of N (how the server's default was chosen).
 //! Needs ONNX Runtime (`ORT_DYLIB_PATH`, as `scripts/fetch-ort.sh` prints).
 //! `BENCH_MODELS=a,b` runs the models `models/a.onnx`, `models/b.onnx`
-//! instead (e.g. a previous version beside the shipped one, in one run).
+//! instead; a name with a `/` is a path to a `.onnx` beside its card (e.g. a
+//! previous version beside the shipped one, in one run).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ecg_serve::engine::{available_cpus, Provider, Runtime, SharedThreads};
@@ -42,7 +43,11 @@ fn models(c: &mut Criterion) {
     let names = std::env::var("BENCH_MODELS")
         .unwrap_or_else(|_| "ecg-segment,ecg-beat,ecg-beat-net".into());
     for name in names.split(',') {
-        let model = Path::new(root).join("models").join(format!("{name}.onnx"));
+        let model = if name.contains('/') {
+            Path::new(name).to_path_buf()
+        } else {
+            Path::new(root).join("models").join(format!("{name}.onnx"))
+        };
         let (card, bytes) = ModelCard::open(&model).unwrap();
         let models = match &card.kind {
             ModelKind::Segment(s) => Models {

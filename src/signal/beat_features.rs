@@ -15,6 +15,10 @@
 //! not premature seeds it, and the template is the sample-wise median of those
 //! look-alikes. **The normal RR** is the median previous RR of the same beats,
 //! so a record where most beats come early still has the right yardstick.
+//! Where runs of atrial beats outnumber the sinus beats, the dominant beat is
+//! theirs and that yardstick is the run's; [`CONTEXT`] adds timing that does
+//! not lean on the majority (the slow normal RR, the 5-minute average RR, the
+//! onset ratio) and the P wave against the previous beat's.
 //!
 //! Atrial activity: an atrial premature beat has a P wave (earlier, often of
 //! another shape); atrial fibrillation has none, and irregular RR around it.
