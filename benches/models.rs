@@ -58,6 +58,12 @@ fn models(c: &mut Criterion) {
                 segment: None,
                 beat: Some(&b.preprocessing),
             },
+            ModelKind::Heartbeat(_) => {
+                eprintln!(
+                    "{name}: a heartbeat model reads uploaded rows, not a recording: skipped"
+                );
+                continue;
+            }
         };
         let label = format!("{name}-{}", card.version);
         g.bench_function(format!("{label}/inputs"), |b| {
@@ -73,7 +79,7 @@ fn models(c: &mut Criterion) {
         let mut session = runtime.shared_session(&bytes, Provider::Cpu).unwrap();
         let batch = match card.kind {
             ModelKind::Segment(_) => SEGMENT_BATCH,
-            ModelKind::Beat(_) => BEAT_BATCH,
+            ModelKind::Beat(_) | ModelKind::Heartbeat(_) => BEAT_BATCH,
         };
         g.bench_function(format!("{label}/inference"), |b| {
             b.iter(|| black_box(run_batches(&mut session, &*rows, &tail, batch).unwrap()))

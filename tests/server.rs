@@ -290,6 +290,158 @@ async fn without_a_beat_model_beats_come_unlabelled() {
     server.stop().await;
 }
 
+/// Record 100's reference beats as heartbeat rows, in the Kaggle file's
+/// spelling (`1.000000000000000000e+00`), with the class column or without.
+fn record_100_rows(with_class: bool) -> (Vec<u8>, Vec<u8>) {
+    let (rec, ann) = common::load(&common::fixtures().join("mitdb"), "100");
+    let beats: Vec<_> = ann.iter().filter(|a| a.is_beat()).collect();
+    let at: Vec<usize> = beats.iter().map(|a| a.sample as usize).collect();
+    let rows =
+        ecg_serve::signal::heartbeat::heartbeat_rows(&rec.leads[0].samples, rec.sampling_rate, &at)
+            .unwrap();
+    let mut text = String::new();
+    let mut classes = Vec::new();
+    for r in &rows {
+        let class = beats[r.beat].aami().map_or(4, |c| c.index()) as u8;
+        let mut cells: Vec<String> = r.samples.iter().map(|v| format!("{:.18e}", v)).collect();
+        if with_class {
+            cells.push(format!("{:.18e}", class as f64));
+        }
+        text.push_str(&cells.join(","));
+        text.push('\n');
+        classes.push(class);
+    }
+    (text.into_bytes(), classes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_rows_are_recognised_and_labelled_row_by_row() {
+    let server = Server::start(&[]).await;
+    server.wait_ready().await;
+    let (csv, classes) = record_100_rows(true);
+    let n = classes.len();
+    assert!(n > 2000, "{n} rows");
+    let form = Form::new().part("file", file(csv.clone(), "mitbih_test.csv"));
+    let (status, v) = post(&server, "", form).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["heartbeat_model"]["name"], "ecg-heartbeat");
+    assert_eq!(v["rows"], n);
+    let predictions = v["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), n);
+    assert_eq!(predictions[0]["row"], 1);
+    let first = &predictions[0];
+    let p: f64 = first["probabilities"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|x| x.as_f64().unwrap())
+        .sum();
+    assert!((p - 1.0).abs() < 1e-4, "{first}");
+    assert_eq!(first["reference"], "N");
+    // Record 100 is 99 % N (and a training record of the model): most rows agree.
+    let agreement = v["agreement"].as_f64().unwrap();
+    assert!(agreement > 0.9, "agreement {agreement}");
+    let counted: u64 = v["counts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted as usize, n);
+    // Without the class column: the same labels, no reference.
+    let (bare, _) = record_100_rows(false);
+    let (status, w) = post(
+        &server,
+        "",
+        Form::new().part("file", file(bare, "rows.csv")),
+    )
+    .await;
+    assert_eq!(status, 200, "{w}");
+    assert!(w.get("agreement").is_none() && w["predictions"][0].get("reference").is_none());
+    let same = (0..n)
+        .filter(|&i| w["predictions"][i]["label"] == v["predictions"][i]["label"])
+        .count();
+    assert_eq!(same, n);
+    // As CSV.
+    let text = reqwest::Client::new()
+        .post(server.url("/predict?format=csv"))
+        .multipart(Form::new().part("file", file(csv.clone(), "rows.csv")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        text.lines().next(),
+        Some("row,label,p_F,p_N,p_Q,p_S,p_V,reference")
+    );
+    assert_eq!(text.lines().count(), n + 1);
+    // A bad row: 422 naming the row and the column.
+    let mut lines: Vec<String> = String::from_utf8(csv)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines[4] = lines[4]
+        .replacen(',', ",x,", 1)
+        .rsplit_once(',')
+        .unwrap()
+        .0
+        .to_string();
+    let (status, e) = post(
+        &server,
+        "",
+        Form::new().part("file", file(lines.join("\n").into_bytes(), "rows.csv")),
+    )
+    .await;
+    assert_eq!(status, 422, "{e}");
+    assert_eq!(
+        (e["detail"]["row"].as_u64(), e["detail"]["column"].as_u64()),
+        (Some(5), Some(2)),
+        "{e}"
+    );
+    let mut lines: Vec<String> = lines.into_iter().take(3).collect();
+    lines[2] = lines[2].rsplit_once(',').unwrap().0.to_string() + ",7";
+    let (status, e) = post(
+        &server,
+        "",
+        Form::new().part("file", file(lines.join("\n").into_bytes(), "rows.csv")),
+    )
+    .await;
+    assert_eq!(status, 422, "{e}");
+    assert_eq!(
+        (e["detail"]["row"].as_u64(), e["detail"]["column"].as_u64()),
+        (Some(3), Some(188)),
+        "{e}"
+    );
+    assert!(e["error"].as_str().unwrap().contains("N S V F Q"), "{e}");
+    // A picture needs a recording.
+    let (status, e) = post(
+        &server,
+        "?format=svg",
+        Form::new().part("file", file(record_100_rows(false).0, "rows.csv")),
+    )
+    .await;
+    assert_eq!(status, 400, "{e}");
+    server.stop().await;
+
+    let server = Server::start(&["--heartbeat-model", "none"]).await;
+    server.wait_ready().await;
+    let (status, e) = post(
+        &server,
+        "",
+        Form::new().part("file", file(record_100_rows(true).0, "rows.csv")),
+    )
+    .await;
+    assert_eq!(status, 422, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("no heartbeat model"),
+        "{e}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn formats_212_and_16_agree_and_resampled_input_mostly_agrees() {
     let server = Server::start(&[]).await;

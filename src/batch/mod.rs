@@ -32,6 +32,7 @@ use crate::server::{start_beat_pool, start_pool, start_runtime};
 use crate::service::answer::{Include, PredictResponse, Summary};
 use crate::service::pipeline::{Analyser, AnalysisRequest};
 use crate::service::pool::Readiness;
+use crate::service::Analysis;
 use crate::signal::upload::{ReadRequest, UploadPart};
 use crate::signal::wfdb::parse_header;
 
@@ -345,7 +346,14 @@ async fn analyse_one(
         warnings: Vec::new(),
         received: Instant::now(),
     };
-    let answer = analyser.analyse(request).await.map_err(|e| e.to_string())?;
+    let answer = match analyser.analyse(request).await.map_err(|e| e.to_string())? {
+        Analysis::Recording(r) => *r,
+        Analysis::Heartbeats(_) => {
+            return Err(
+                "heartbeat rows are labelled by POST /predict, not by the batch runner".into(),
+            )
+        }
+    };
     let digest = Digest::of(&answer);
     let target = answer_path(&args.out, found);
     tokio::task::spawn_blocking(move || write_answer(&target, &answer))
@@ -392,6 +400,8 @@ pub async fn run(config: &Config, args: &AnalyzeArgs) -> anyhow::Result<Outcome>
     let analyser = Arc::new(Analyser {
         segment: start_pool(&config),
         beat: start_beat_pool(&config),
+        // Recordings only: heartbeat rows are answered by `POST /predict`.
+        heartbeat: None,
         max_duration_s: config.max_duration_s,
     });
     loop {

@@ -6,6 +6,8 @@
 //! ecg-train stack --model models/ecg-segment-net.onnx --out models/
 //! ecg-train evaluate --model models/ecg-segment.onnx --db ../shared/data/mitdb
 //! ecg-train beat --config runs/beat.yaml --out /tmp/beat   # options from a file
+//! ecg-train dataset heartbeat --out data/mitdb-heartbeat.csv
+//! ecg-train heartbeat --data data/mitdb-heartbeat.csv --split inter-patient
 //! ```
 //!
 //! Every run that writes a model also writes `<out>/<name>.run.yaml`: all its
@@ -19,7 +21,7 @@ use ecg_serve::model::{BeatPreprocessing, SegmentPreprocessing};
 use ecg_serve::train::beat_mlp::{self, BeatMlpOptions};
 use ecg_serve::train::data::{BEAT_VALIDATION, DEFAULT_VALIDATION};
 use ecg_serve::train::experiment::{SplitKind, TrainOptions};
-use ecg_serve::train::heartbeat::{self, HeartbeatOptions};
+use ecg_serve::train::heartbeat::{self, HeartbeatOptions, HeartbeatTrainOptions};
 use ecg_serve::train::model::AttentionNetConfig;
 use ecg_serve::train::stack::{self, StackOptions};
 use ecg_serve::train::training::{Selection, TrainingConfig};
@@ -220,6 +222,12 @@ enum Command {
         #[arg(long, env = "ECG_SWEEP_STUDY")]
         study: Option<PathBuf>,
     },
+    /// Train a beat classifier on heartbeat CSV rows (Kachuee et al. 2018's
+    /// format, the Kaggle mitbih_train.csv / mitbih_test.csv as they are, or
+    /// `ecg-train dataset heartbeat`'s output): --arch kachuee-resnet or
+    /// attention-cnn; export ONNX + a card that `ecg-serve --heartbeat-model`
+    /// serves.
+    Heartbeat(HeartbeatTrainOptions),
     /// Write a database in another data set format.
     #[command(subcommand)]
     Dataset(Dataset),
@@ -470,6 +478,9 @@ fn run(
                 .with_shift_max(shift_max)
                 .with_scale_std(scale_std);
             beat::run(&opts)?;
+        }
+        Command::Heartbeat(opts) => {
+            heartbeat::run(&opts)?;
         }
         Command::Stack(opts) => {
             stack::run(&opts)?;

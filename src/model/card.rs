@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::preprocess::{BeatPreprocessing, SegmentPreprocessing};
+use super::preprocess::{BeatPreprocessing, HeartbeatPreprocessing, SegmentPreprocessing};
 
 /// Name and shape of one model input or output (`-1` is a dynamic dimension).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,11 +91,22 @@ pub struct BeatModel {
     pub label_rule: BeatLabelRule,
 }
 
-/// The two kinds of model, by name.
+/// A heartbeat model: one uploaded row of the heartbeat format per example,
+/// the likeliest class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatModel {
+    pub preprocessing: HeartbeatPreprocessing,
+    pub decision: BeatDecision,
+    /// How the training rows were labelled.
+    pub label_rule: String,
+}
+
+/// The kinds of model, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Task {
     Segment,
     Beat,
+    Heartbeat,
 }
 
 impl std::fmt::Display for Task {
@@ -103,6 +114,7 @@ impl std::fmt::Display for Task {
         f.write_str(match self {
             Task::Segment => "segment",
             Task::Beat => "beat",
+            Task::Heartbeat => "heartbeat",
         })
     }
 }
@@ -113,6 +125,7 @@ impl std::fmt::Display for Task {
 pub enum ModelKind {
     Segment(SegmentModel),
     Beat(BeatModel),
+    Heartbeat(HeartbeatModel),
 }
 
 impl ModelKind {
@@ -121,6 +134,7 @@ impl ModelKind {
         match self {
             ModelKind::Segment(_) => Task::Segment,
             ModelKind::Beat(_) => Task::Beat,
+            ModelKind::Heartbeat(_) => Task::Heartbeat,
         }
     }
 
@@ -132,6 +146,7 @@ impl ModelKind {
                 b.preprocessing.beat.channels(),
                 b.preprocessing.beat.samples(),
             ],
+            ModelKind::Heartbeat(h) => [1, h.preprocessing.samples],
         }
     }
 
@@ -140,6 +155,7 @@ impl ModelKind {
         match self {
             ModelKind::Segment(s) => s.preprocessing.feature_width(),
             ModelKind::Beat(b) => b.preprocessing.feature_width(),
+            ModelKind::Heartbeat(_) => 0,
         }
     }
 
@@ -148,6 +164,7 @@ impl ModelKind {
         match self {
             ModelKind::Segment(s) => s.preprocessing.sample_rate_hz,
             ModelKind::Beat(b) => b.preprocessing.sample_rate_hz,
+            ModelKind::Heartbeat(h) => h.preprocessing.sample_rate_hz,
         }
     }
 }
@@ -261,7 +278,7 @@ impl ModelCard {
                         .into(),
                 ));
             }
-            ModelKind::Segment(_) => {}
+            ModelKind::Segment(_) | ModelKind::Heartbeat(_) => {}
         }
         Ok(card)
     }
@@ -314,6 +331,14 @@ impl ModelCard {
         match &self.kind {
             ModelKind::Beat(b) => Ok(b),
             other => Err(self.wrong_kind(Task::Beat, other)),
+        }
+    }
+
+    /// The heartbeat model this card describes, or an error naming what it is.
+    pub fn heartbeat(&self) -> Result<&HeartbeatModel, CardError> {
+        match &self.kind {
+            ModelKind::Heartbeat(h) => Ok(h),
+            other => Err(self.wrong_kind(Task::Heartbeat, other)),
         }
     }
 

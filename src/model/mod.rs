@@ -8,9 +8,11 @@ pub mod card;
 pub mod inputs;
 pub mod preprocess;
 
-pub use card::{BeatModel, ModelCard, ModelKind, SegmentModel};
+pub use card::{BeatModel, HeartbeatModel, ModelCard, ModelKind, SegmentModel};
 pub use inputs::{
     model_inputs, model_inputs_owned, BeatInputs, LeadRequest, ModelInputs, Models, Rows,
     SegmentInputs,
 };
-pub use preprocess::{BeatPreprocessing, BeatWindow, SegmentPreprocessing, WindowFeatures};
+pub use preprocess::{
+    BeatPreprocessing, BeatWindow, HeartbeatPreprocessing, SegmentPreprocessing, WindowFeatures,
+};

@@ -262,3 +262,31 @@ impl BeatPreprocessing {
         self.beat.features.len()
     }
 }
+
+/// A heartbeat model's input: one row of the heartbeat format of Kachuee et
+/// al. 2018 ([`crate::signal::heartbeat`]), as the Kaggle `mitbih_*.csv`
+/// files and `ecg-train dataset heartbeat` write it. The service reads such
+/// rows as they are uploaded; it does not make them from a recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatPreprocessing {
+    /// The rows' sampling rate.
+    pub sample_rate_hz: f64,
+    /// Values per row.
+    pub samples: usize,
+    /// How a row was made (a record for people).
+    pub steps: String,
+}
+
+impl HeartbeatPreprocessing {
+    /// The format as [`crate::signal::heartbeat`] writes it.
+    pub fn kachuee() -> Self {
+        use crate::signal::heartbeat::{LENGTH, RATE_HZ, SPAN_RR, WINDOW};
+        HeartbeatPreprocessing {
+            sample_rate_hz: RATE_HZ,
+            samples: LENGTH,
+            steps: format!(
+                "Kachuee et al. 2018, section III.A: the lead at {RATE_HZ} Hz in windows of {WINDOW} samples, each scaled to [0, 1]; from each R peak {SPAN_RR} x the window's median RR, zero-padded to {LENGTH} samples"
+            ),
+        }
+    }
+}

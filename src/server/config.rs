@@ -68,6 +68,16 @@ pub struct Config {
         default_value = "ecg-beat"
     )]
     pub beat_model: String,
+    /// Heartbeat model name (labels uploads of heartbeat rows: a CSV of 187
+    /// values in [0, 1] per row, the Kaggle mitbih_*.csv layout):
+    /// <model-dir>/<heartbeat-model>.json is its card; `none` refuses such uploads.
+    #[arg(
+        long,
+        env = "ECG_HEARTBEAT_MODEL",
+        global = true,
+        default_value = "ecg-heartbeat"
+    )]
+    pub heartbeat_model: String,
     /// ONNX Runtime execution provider.
     #[arg(
         long,
@@ -167,7 +177,16 @@ impl Config {
 
     /// The beat model card's path, unless beat labelling is off (`none`).
     pub fn beat_card_path(&self) -> Option<PathBuf> {
-        let name = self.beat_model.trim();
+        self.optional_card(&self.beat_model)
+    }
+
+    /// The heartbeat model card's path, unless it is off (`none`).
+    pub fn heartbeat_card_path(&self) -> Option<PathBuf> {
+        self.optional_card(&self.heartbeat_model)
+    }
+
+    fn optional_card(&self, name: &str) -> Option<PathBuf> {
+        let name = name.trim();
         (!name.is_empty() && !name.eq_ignore_ascii_case("none"))
             .then(|| self.model_dir.join(format!("{name}.json")))
     }

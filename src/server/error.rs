@@ -236,6 +236,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::Pool(p) => p.into(),
             ServiceError::Engine(g) => g.into(),
             ServiceError::Card(c) => ApiError::Internal(c.to_string()),
+            ServiceError::NoHeartbeatModel => ApiError::Invalid {
+                message: e.to_string(),
+                detail: json!({ "field": "file", "accepted": ACCEPTED }),
+            },
             ServiceError::Internal(m) => ApiError::Internal(m),
         }
     }

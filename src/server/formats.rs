@@ -1,5 +1,6 @@
 //! The answer's formats other than JSON: the beat table as CSV and the SVG
-//! picture of a time range ([`super::svg`]), chosen by `format` or `Accept`.
+//! picture of a time range ([`super::svg`]), chosen by `format` or `Accept`;
+//! heartbeat rows' labels as JSON or CSV.
 
 use std::time::Instant;
 
@@ -10,19 +11,60 @@ use axum::Json;
 use super::error::ApiError;
 use super::params::{OutputFormat, PredictParams};
 use crate::model::ModelCard;
+use crate::service::heartbeats::rows_csv;
 use crate::service::pipeline::ms;
-use crate::service::PredictResponse;
+use crate::service::{Analysis, HeartbeatResponse, PredictResponse};
 use crate::signal::AamiClass;
 
-/// The answer in `output`, with the timing headers; `params` give an SVG its
-/// range, and the picture shades the segment model's (`card`) positive label.
+/// The answer in `output`, with the timing headers.
 pub fn respond(
+    analysis: Analysis,
+    output: (OutputFormat, &PredictParams),
+    card: &ModelCard,
+    received: Instant,
+) -> Result<Response, ApiError> {
+    match analysis {
+        Analysis::Recording(r) => respond_recording(*r, output, card, received),
+        Analysis::Heartbeats(h) => respond_rows(h, output.0, received),
+    }
+}
+
+/// Heartbeat rows' labels as JSON or CSV (a picture needs a recording).
+fn respond_rows(
+    response: HeartbeatResponse,
+    output: OutputFormat,
+    received: Instant,
+) -> Result<Response, ApiError> {
+    let t = &response.timing_ms;
+    let mut headers = timing_headers((t.inference, t.queue), received);
+    match output {
+        OutputFormat::Json => Ok((headers, Json(response)).into_response()),
+        OutputFormat::Csv => {
+            let body = rows_csv(&response)
+                .map_err(|e| ApiError::Internal(format!("cannot write the CSV answer: {e}")))?;
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            );
+            Ok((headers, body).into_response())
+        }
+        OutputFormat::Svg => Err(ApiError::bad_request(
+            "format=svg draws a recording; heartbeat rows are answered as json or csv",
+            "format",
+        )),
+    }
+}
+
+/// A recording's answer in `output`, with the timing headers; `params` give an
+/// SVG its range, and the picture shades the segment model's (`card`) positive label.
+fn respond_recording(
     response: PredictResponse,
     (output, params): (OutputFormat, &PredictParams),
     card: &ModelCard,
     received: Instant,
 ) -> Result<Response, ApiError> {
-    let mut headers = timing_headers(&response, received);
+    let t = &response.timing_ms;
+    let mut headers = timing_headers((t.inference, t.queue), received);
     let kind = card
         .segment()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -47,11 +89,11 @@ pub fn respond(
 }
 
 /// `x-inference-time`, `x-queue-time` and `x-total-time`, in ms.
-fn timing_headers(response: &PredictResponse, received: Instant) -> HeaderMap {
+fn timing_headers((inference, queue): (f64, f64), received: Instant) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in [
-        ("x-inference-time", response.timing_ms.inference),
-        ("x-queue-time", response.timing_ms.queue),
+        ("x-inference-time", inference),
+        ("x-queue-time", queue),
         ("x-total-time", ms(received.elapsed())),
     ] {
         if let Ok(v) = HeaderValue::from_str(&format!("{value:.3}")) {

@@ -242,6 +242,24 @@ pub fn start_pool(config: &Config) -> Arc<EnginePool> {
     })
 }
 
+/// Starts the heartbeat model's pool (uploads of heartbeat rows), unless
+/// `--heartbeat-model none`. Like the beat pool, its queue holds every
+/// admitted request. A heartbeat model that does not load leaves recordings
+/// served; uploads of rows are then refused with its reason.
+pub fn start_heartbeat_pool(config: &Config) -> Option<Arc<EnginePool>> {
+    let card_path = config.heartbeat_card_path()?;
+    Some(EnginePool::start(PoolOptions {
+        card_path,
+        task: Task::Heartbeat,
+        provider: config.execution_provider,
+        allow_cpu_fallback: config.allow_cpu_fallback,
+        sessions: config.sessions.max(1),
+        intra_threads: config.intra_threads,
+        queue_size: config.sessions.max(1) + config.queue_size.max(1),
+        max_batch: config.windows_per_run() * BEAT_BATCH_FACTOR,
+    }))
+}
+
 /// Starts the beat model's pool, unless `--beat-model none`. Every admitted
 /// request may queue one beat job, so its queue holds all of them: a request
 /// admitted by the segment pool is never refused here.
@@ -274,6 +292,7 @@ pub async fn serve(
     let analyser = Analyser {
         segment: start_pool(&config),
         beat: start_beat_pool(&config),
+        heartbeat: start_heartbeat_pool(&config),
         max_duration_s: config.max_duration_s,
     };
     if config.execution_provider == Provider::Cuda && !config.allow_cpu_fallback {

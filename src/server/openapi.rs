@@ -11,6 +11,8 @@ use crate::service::answer::{
     Attention, Beat, BeatAttention, ModelInfo, PredictResponse, RecordInfo, Reference, Segment,
     SignalPlot, Summary, Timing,
 };
+use crate::service::heartbeats::{HeartbeatResponse, HeartbeatTiming, RowLabel};
+use crate::service::Analysis;
 
 struct BearerAuth;
 
@@ -27,9 +29,9 @@ impl Modify for BearerAuth {
 /// The service's API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "ecg-serve", description = "ECG classification: upload a recording (WFDB or CSV), get segment labels, probabilities, attention weights, and every beat with its AAMI class (N, S, V, F, Q).", license(name = "MIT OR Apache-2.0")),
+    info(title = "ecg-serve", description = "ECG classification: upload a recording (WFDB, EDF or CSV), get segment labels, probabilities, attention weights, and every beat with its AAMI class (N, S, V, F, Q); or upload heartbeat rows (the Kaggle mitbih_*.csv layout) and get one class per row.", license(name = "MIT OR Apache-2.0")),
     paths(routes::predict, routes::viewer, routes::live, routes::ready, routes::info, routes::metrics),
-    components(schemas(PredictResponse, RecordInfo, ModelInfo, Summary, Segment, Attention, Beat, BeatAttention, Reference, MultiReport, ClassMetrics, Timing, SignalPlot, ErrorBody, routes::ReadyBody, routes::PredictUpload)),
+    components(schemas(Analysis, PredictResponse, HeartbeatResponse, RowLabel, HeartbeatTiming, RecordInfo, ModelInfo, Summary, Segment, Attention, Beat, BeatAttention, Reference, MultiReport, ClassMetrics, Timing, SignalPlot, ErrorBody, routes::ReadyBody, routes::PredictUpload)),
     modifiers(&BearerAuth),
     tags((name = "inference", description = "Classify recordings"), (name = "operations", description = "Health, info and metrics"))
 )]

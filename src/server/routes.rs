@@ -19,7 +19,7 @@ use super::formats;
 use super::params::{Checked, PredictParams};
 use super::AppState;
 use crate::model::ModelCard;
-use crate::service::{Admission, AnalysisRequest, PredictResponse, Readiness};
+use crate::service::{Admission, Analysis, AnalysisRequest, Readiness};
 use crate::signal::upload::{UploadPart, ACCEPTED};
 
 /// The multipart form of `/predict` (file pickers in Swagger UI): one of a
@@ -143,6 +143,13 @@ async fn read_parts(
 /// `reference`: our detection and classification scored against it. `format=csv`
 /// (or `Accept: text/csv`) answers with the beat table as CSV, `format=svg` with a
 /// picture of `start_s`..`end_s` (default: the most abnormal segment).
+///
+/// A `.csv` of heartbeat rows instead (the Kaggle `mitbih_train.csv` layout of
+/// Kachuee et al. 2018: no header, 187 values in [0, 1] per row, or 188 with
+/// the class 0-4 = N S V F Q last) is recognised by its shape and labelled row
+/// by row by the heartbeat model (`ecg-heartbeat`): `predictions` holds one
+/// label with probabilities per row, and `agreement` the fraction of rows whose
+/// label matches the file's class, when it gives one.
 #[utoipa::path(
     post,
     path = "/predict",
@@ -150,9 +157,9 @@ async fn read_parts(
     params(PredictParams),
     request_body(content = PredictUpload, content_type = "multipart/form-data"),
     responses(
-        (status = 200, description = "Labels, probabilities, attention and labelled beats (JSON), the beat table (`format=csv`) or a picture (`format=svg`)", body = PredictResponse,
+        (status = 200, description = "A recording: labels, probabilities, attention and labelled beats (JSON, `PredictResponse`), the beat table (`format=csv`) or a picture (`format=svg`). Heartbeat rows (one CSV of 187 values in [0, 1] per row, or 188 with the class 0-4 last, no header; recognised by that shape): one label with probabilities per row (JSON, `HeartbeatResponse`; `format=csv`: `row,label,p_N,...`)", body = Analysis,
             content(
-                (PredictResponse = "application/json"),
+                (Analysis = "application/json"),
                 (String = "text/csv", example = "sample,time_s,label,p_N,p_S,p_V,p_F,p_Q\n77,0.2139,N,0.5296,0.4695,0.0006,0.0003,0.0000\n"),
                 (String = "image/svg+xml")
             )),

@@ -250,7 +250,7 @@ pub struct Include {
     pub beat_attention: bool,
 }
 
-fn model_info(card: &ModelCard) -> ModelInfo {
+pub(crate) fn model_info(card: &ModelCard) -> ModelInfo {
     ModelInfo {
         name: card.name.clone(),
         version: card.version.clone(),

@@ -11,6 +11,10 @@
 //!    pool, and each engine makes a batch's tensor only when it runs it);
 //! 3. assemble the answer from both outputs ([`assemble`]).
 //!
+//! An upload of heartbeat rows (one CSV of 187 or 188 numbers per row,
+//! [`super::heartbeats`]) is not a recording: its rows go to the heartbeat
+//! model as they are, and the answer is one label per row.
+//!
 //! Admission (a place in the service before the upload is read) and the
 //! request timeout stay with the caller, which knows when a request arrived.
 
@@ -22,10 +26,12 @@ use tokio::sync::oneshot;
 use super::answer::{
     assemble, Include, ModelAnswer, PredictResponse, Prepared, RecordInfo, Timing,
 };
+use super::heartbeats::{self, rows_part, HeartbeatResponse, HeartbeatRows, HeartbeatTiming};
 use super::pool::{EnginePool, JobResult, PoolError, Readiness};
 use crate::engine::EngineError;
 use crate::model::card::CardError;
 use crate::model::{model_inputs_owned, LeadRequest, ModelCard, Models, SegmentInputs};
+use crate::signal::heartbeat::LENGTH as HEARTBEAT_LENGTH;
 use crate::signal::upload::{decode, ReadRequest, UploadError, UploadPart};
 use crate::signal::SignalError;
 
@@ -47,6 +53,9 @@ pub enum ServiceError {
     /// A card not of the kind its place needs (the pools refuse those at load).
     #[error(transparent)]
     Card(#[from] CardError),
+    /// Heartbeat rows came, and no heartbeat model is served.
+    #[error("the upload is heartbeat rows (187 values per row, the Kaggle mitbih_*.csv layout); this server has no heartbeat model (--heartbeat-model none): send a recording (WFDB, EDF or a CSV of leads), or start it with --heartbeat-model ecg-heartbeat")]
+    NoHeartbeatModel,
     #[error("{0}")]
     Internal(String),
 }
@@ -73,8 +82,20 @@ pub struct Analyser {
     pub segment: Arc<EnginePool>,
     /// The beat model's engines, if one is served.
     pub beat: Option<Arc<EnginePool>>,
+    /// The heartbeat model's engines (uploads of heartbeat rows), if one is served.
+    pub heartbeat: Option<Arc<EnginePool>>,
     /// Longest recording accepted, in seconds.
     pub max_duration_s: f64,
+}
+
+/// What an analysis answers (`/predict`'s JSON is one or the other).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Analysis {
+    /// A recording's labels, segments and beats.
+    Recording(Box<PredictResponse>),
+    /// Heartbeat rows' labels.
+    Heartbeats(HeartbeatResponse),
 }
 
 /// Milliseconds, to the microsecond (the unit of [`Timing`]).
@@ -102,8 +123,67 @@ impl Analyser {
         self.segment.card()
     }
 
+    /// Analyses one upload: a recording (decode, inputs, both models, the
+    /// answer) or heartbeat rows (the heartbeat model, one label per row).
+    pub async fn analyse(&self, request: AnalysisRequest) -> Result<Analysis, ServiceError> {
+        if rows_part(&request.parts).is_some() {
+            return self.label_rows(request).await.map(Analysis::Heartbeats);
+        }
+        self.analyse_recording(request)
+            .await
+            .map(|r| Analysis::Recording(Box::new(r)))
+    }
+
+    /// Heartbeat rows through the heartbeat model.
+    async fn label_rows(
+        &self,
+        request: AnalysisRequest,
+    ) -> Result<HeartbeatResponse, ServiceError> {
+        let pool = self
+            .heartbeat
+            .as_ref()
+            .ok_or(ServiceError::NoHeartbeatModel)?;
+        let card = pool.card().ok_or_else(|| {
+            PoolError::NotReady(match pool.readiness() {
+                Readiness::Failed(reason) => format!("heartbeat model: {reason}"),
+                _ => "the heartbeat model is still loading".into(),
+            })
+        })?;
+        let expected = card.heartbeat()?.preprocessing.samples;
+        let received = request.received;
+        let parts = request.parts;
+        let table = tokio::task::spawn_blocking(move || {
+            let part = rows_part(&parts)
+                .ok_or_else(|| ServiceError::Internal("the heartbeat rows went missing".into()))?;
+            Ok::<_, ServiceError>(heartbeats::read(part)?)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("the analysis task failed: {e}")))??;
+        if expected != HEARTBEAT_LENGTH {
+            return Err(ServiceError::Internal(format!(
+                "{} {} reads rows of {expected} values, the heartbeat format has {HEARTBEAT_LENGTH}",
+                card.name, card.version
+            )));
+        }
+        let decode = received.elapsed();
+        let labels = table.labels;
+        let result = answer(pool.submit(Box::new(HeartbeatRows(table.values)))?).await?;
+        let timing = HeartbeatTiming {
+            decode: ms(decode),
+            queue: ms(result.queue_wait),
+            inference: ms(result.inference),
+            total: ms(received.elapsed()),
+        };
+        let mut response = heartbeats::assemble(&card, &result.outputs, labels.as_deref(), timing);
+        response.warnings = request.warnings;
+        Ok(response)
+    }
+
     /// Analyses one recording: decode, inputs, both models, the answer.
-    pub async fn analyse(&self, request: AnalysisRequest) -> Result<PredictResponse, ServiceError> {
+    async fn analyse_recording(
+        &self,
+        request: AnalysisRequest,
+    ) -> Result<PredictResponse, ServiceError> {
         let not_ready = || PoolError::NotReady("the model is still loading".into());
         let card = self.segment.card().ok_or_else(not_ready)?;
         let beat_card = match &self.beat {

@@ -22,5 +22,8 @@ pub fn evaluate(model: &Path, db: &Path, records: &[String]) -> Result<serde_jso
         ModelKind::Beat(_) => {
             serde_json::to_value(super::beat::evaluate(&card, &bytes, db, &records)?)?
         }
+        ModelKind::Heartbeat(_) => {
+            serde_json::to_value(super::heartbeat::evaluate(&card, &bytes, db, &records)?)?
+        }
     })
 }

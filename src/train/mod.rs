@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod mlp;
 pub mod model;
 pub mod onnx;
+pub mod resnet;
 pub mod run_config;
 pub mod segment;
 pub mod stack;

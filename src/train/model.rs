@@ -197,8 +197,8 @@ pub struct AttentionNet {
 pub struct NetOutput {
     /// `[batch, classes]`
     pub logits: Tensor<2>,
-    /// `[batch, tokens]`
-    pub attention: Tensor<2>,
+    /// `[batch, tokens]` (networks without attention: none)
+    pub attention: Option<Tensor<2>>,
 }
 
 impl AttentionNet {
@@ -244,6 +244,15 @@ impl AttentionNet {
         };
         // weights [B, H, T, T]: mean over heads and queries -> [B, T]
         let attention: Tensor<2> = mha.weights.mean_dim(1).mean_dim(2).squeeze_dims(&[1, 2]);
-        NetOutput { logits, attention }
+        NetOutput {
+            logits,
+            attention: Some(attention),
+        }
+    }
+}
+
+impl super::training::Classifier for AttentionNet {
+    fn output(&self, signal: Tensor<3>, features: Option<Tensor<2>>) -> NetOutput {
+        self.forward(signal, features)
     }
 }

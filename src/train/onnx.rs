@@ -18,6 +18,7 @@ use burn::prelude::*;
 use prost::Message;
 
 use super::model::{position_code, AttentionNet, AttentionNetConfig};
+use super::resnet::{ResNet, ResNetConfig};
 
 /// Generated from `proto/onnx.proto`.
 #[allow(clippy::all, missing_docs)]
@@ -148,11 +149,18 @@ impl Graph {
     }
 
     fn max_pool(&mut self, x: &str) -> String {
+        self.max_pool_by(x, 2, 2)
+    }
+
+    fn max_pool_by(&mut self, x: &str, kernel: usize, stride: usize) -> String {
         self.node(
             "MaxPool",
             &[x],
             &format!("{x}.pool"),
-            vec![attr_ints("kernel_shape", &[2]), attr_ints("strides", &[2])],
+            vec![
+                attr_ints("kernel_shape", &[kernel as i64]),
+                attr_ints("strides", &[stride as i64]),
+            ],
         )
     }
 
@@ -304,6 +312,48 @@ pub fn export(net: &AttentionNet, cfg: &AttentionNetConfig, name: &str, version:
         format!(
             "{name} {version}: CNN + {}-head self-attention ECG classifier ({} classes)",
             cfg.heads, cfg.classes
+        ),
+    )
+    .encode_to_vec()
+}
+
+/// Serialises the residual CNN [`ResNet`] (trained with `cfg`) as ONNX bytes:
+/// input `signal` `[batch, 1, samples]`, output `logits` `[batch, classes]`.
+pub fn export_resnet(net: &ResNet, cfg: &ResNetConfig, name: &str, version: &str) -> Vec<u8> {
+    let mut g = Graph::default();
+    let pad = cfg.kernel / 2;
+    let mut x = g.conv("stem", "signal", &net.stem, pad);
+    for (b, block) in net.blocks.iter().enumerate() {
+        let y = g.conv(&format!("block{b}.conv1"), &x, &block.conv1, pad);
+        let y = g.relu(&y);
+        let y = g.conv(&format!("block{b}.conv2"), &y, &block.conv2, pad);
+        let y = g.node("Add", &[&y, &x], &format!("block{b}.skip"), vec![]);
+        let y = g.relu(&y);
+        x = g.max_pool_by(&y, cfg.pool_kernel, cfg.pool_stride);
+    }
+    let flat = g.node("Flatten", &[&x], "flat", vec![attr_int("axis", 1)]);
+    let h = g.linear("dense1", &flat, &net.dense1);
+    let h = g.relu(&h);
+    let h = g.linear("dense2", &h, &net.dense2);
+    let h = g.relu(&h);
+    let logits = g.linear("head", &h, &net.head);
+    g.node("Identity", &[&logits], LOGITS, vec![]);
+    let graph = proto::GraphProto {
+        name: Some(name.into()),
+        node: g.nodes,
+        initializer: g.initializers,
+        input: vec![value_info(
+            "signal",
+            &[None, Some(1), Some(cfg.input_samples as i64)],
+        )],
+        output: vec![value_info(LOGITS, &[None, Some(cfg.classes as i64)])],
+        ..Default::default()
+    };
+    model_proto(
+        graph,
+        format!(
+            "{name} {version}: residual 1-D CNN of Kachuee et al. 2018 ({} blocks, {} classes)",
+            cfg.blocks, cfg.classes
         ),
     )
     .encode_to_vec()

@@ -26,7 +26,7 @@ use serde::Serialize;
 use super::data::{SplitMix, WindowSet, ABNORMAL};
 use super::inference::{column, predict_onnx};
 use super::metrics::{BinaryReport, MultiReport};
-use super::model::{AttentionNet, AttentionNetConfig};
+use super::model::{AttentionNet, AttentionNetConfig, NetOutput};
 use crate::engine::{Provider, Runtime};
 
 /// Fewest validation examples of a class for it to count in [`Selection::MacroF1`].
@@ -144,9 +144,16 @@ pub struct EpochLog {
     pub best: bool,
 }
 
+/// A network the training loop can train: logits (and attention, if it has
+/// any) of a batch of examples and, for networks with a second input, their
+/// features.
+pub trait Classifier: burn::module::Module {
+    fn output(&self, signal: Tensor<3>, features: Option<Tensor<2>>) -> NetOutput;
+}
+
 /// A trained network and how it got there.
-pub struct Trained {
-    pub net: AttentionNet,
+pub struct Trained<M = AttentionNet> {
+    pub net: M,
     pub best_epoch: usize,
     pub history: Vec<EpochLog>,
 }
@@ -293,8 +300,8 @@ pub fn class_weights(counts: &[usize], power: f64, max: f64) -> Vec<f32> {
 
 /// Class probabilities `[n * classes]` and mean loss of `net` over `set` (no
 /// gradients, no dropout).
-pub fn predict(
-    net: &AttentionNet,
+pub fn predict<M: Classifier>(
+    net: &M,
     set: &WindowSet,
     batch: usize,
     cfg: &TrainingConfig,
@@ -305,7 +312,7 @@ pub fn predict(
     let all: Vec<usize> = (0..set.len()).collect();
     for idx in all.chunks(batch.max(1)) {
         let (signal, features) = batch_tensor(set, idx, None, device);
-        let out = net.forward(signal, features);
+        let out = net.output(signal, features);
         let targets = target_tensor(set, idx, &cfg.class_weights, cfg.soft_targets, device);
         loss_sum += scalar(loss(out.logits.clone(), targets))? * idx.len() as f64;
         probs.extend(to_f32(burn::tensor::activation::softmax(out.logits, 1))?);
@@ -325,13 +332,28 @@ fn progress(epoch: usize, batches: usize) -> ProgressBar {
     bar
 }
 
-/// Trains on `train`, early-stopping on `val`; writes one JSON line per epoch to `log`.
+/// Trains `cfg.model` on `train`, early-stopping on `val`; writes one JSON
+/// line per epoch to `log`.
 pub fn train(
     cfg: &mut TrainingConfig,
     train: &WindowSet,
     val: &WindowSet,
     log: &Path,
 ) -> Result<Trained> {
+    let (model, classes) = (cfg.model.clone(), cfg.model.classes);
+    train_with(cfg, classes, |device| model.init(device), [train, val], log)
+}
+
+/// Trains the network `init` makes (`classes` outputs) on `train`,
+/// early-stopping on `val`, with `cfg`'s loop settings (`cfg.model` is not
+/// read); writes one JSON line per epoch to `log`.
+pub fn train_with<M: Classifier>(
+    cfg: &mut TrainingConfig,
+    classes: usize,
+    init: impl FnOnce(&Device) -> M,
+    [train, val]: [&WindowSet; 2],
+    log: &Path,
+) -> Result<Trained<M>> {
     if train.is_empty() || val.is_empty() {
         bail!(
             "empty training ({}) or validation ({}) set",
@@ -342,11 +364,11 @@ pub fn train(
     let device = Device::flex().autodiff();
     device.seed(cfg.seed);
     cfg.class_weights = class_weights(
-        &train.class_counts(cfg.model.classes),
+        &train.class_counts(classes),
         cfg.class_weight_power,
         cfg.max_class_weight,
     );
-    let mut net = cfg.model.init(&device);
+    let mut net = init(&device);
     let mut optim = AdamConfig::new().init();
     let mut noise_rng = SplitMix::new(cfg.seed ^ 0x5eed);
     let augment = Augment {
@@ -371,7 +393,7 @@ pub fn train(
             let (signal, features) =
                 batch_tensor(train, idx, Some((&mut noise_rng, augment)), &device);
             let targets = target_tensor(train, idx, &cfg.class_weights, cfg.soft_targets, &device);
-            let loss = loss(net.forward(signal, features).logits, targets);
+            let loss = loss(net.output(signal, features).logits, targets);
             loss_sum += scalar(loss.clone())? * idx.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(lr, net, grads);
@@ -386,7 +408,6 @@ pub fn train(
         let valid = net.valid();
         lr *= cfg.lr_decay;
         let (probs, val_loss) = predict(&valid, val, 64, cfg, &valid_device(&device))?;
-        let classes = cfg.model.classes;
         let names = vec![""; classes];
         let report = MultiReport::new(&MultiReport::argmax(&probs, classes), &val.labels, &names);
         let score = cfg.selection.score(&probs, val, classes);
@@ -459,13 +480,18 @@ pub struct Parity {
 }
 
 /// Runs `net` (burn) and `onnx` (ONNX Runtime) on up to `n` windows of `set` and compares.
-pub fn check_parity(net: &AttentionNet, onnx: &[u8], set: &WindowSet, n: usize) -> Result<Parity> {
+pub fn check_parity<M: Classifier>(
+    net: &M,
+    onnx: &[u8],
+    set: &WindowSet,
+    n: usize,
+) -> Result<Parity> {
     let device = Device::flex();
     let idx: Vec<usize> = (0..set.len().min(n)).collect();
     let (signal, features) = batch_tensor(set, &idx, None, &device);
-    let out = net.forward(signal, features);
+    let out = net.output(signal, features);
     let logits = to_f32(out.logits)?;
-    let attention = to_f32(out.attention)?;
+    let attention = out.attention.map(to_f32).transpose()?.unwrap_or_default();
     let mut ort = Runtime::get()?.session(onnx, 2, Provider::Cpu)?;
     let (input, features) = set.arrays(&idx);
     let got = ort.run(&input, idx.len(), &set.example_shape(), &features)?;
@@ -512,9 +538,34 @@ pub fn fit_and_export(
     name: &str,
     version: &str,
 ) -> Result<Fitted> {
+    let (model, classes) = (cfg.model.clone(), cfg.model.classes);
+    fit_and_export_with(
+        cfg,
+        (classes, |device: &Device| model.init(device)),
+        sets,
+        base,
+        |net: &AttentionNet| super::onnx::export(net, &model, name, version),
+    )
+}
+
+/// [`fit_and_export`] for the network `init` makes (`classes` outputs),
+/// written as ONNX by `export`.
+pub fn fit_and_export_with<M: Classifier>(
+    cfg: &mut TrainingConfig,
+    (classes, init): (usize, impl FnOnce(&Device) -> M),
+    sets: [&WindowSet; 3],
+    base: &Path,
+    export: impl FnOnce(&M) -> Vec<u8>,
+) -> Result<Fitted> {
     let [train_set, val, test] = sets;
-    let trained = train(cfg, train_set, val, &base.with_extension("metrics.jsonl"))?;
-    let bytes = super::onnx::export(&trained.net, &cfg.model, name, version);
+    let trained = train_with(
+        cfg,
+        classes,
+        init,
+        [train_set, val],
+        &base.with_extension("metrics.jsonl"),
+    )?;
+    let bytes = export(&trained.net);
     let onnx_path = base.with_extension("onnx");
     std::fs::write(&onnx_path, &bytes)
         .with_context(|| format!("cannot write {}", onnx_path.display()))?;
