@@ -232,3 +232,67 @@ fn beat_features_network_is_reproducible_and_matches_onnx_runtime() {
         .fold(0.0f32, f32::max);
     assert!(diff < 1e-4, "ONNX Runtime vs the fit: {diff}");
 }
+
+/// `ecg-train dataset heartbeat` then `ecg-train heartbeat` for each
+/// architecture on the committed record 100: a few hundred rows, one epoch,
+/// export, ONNX Runtime parity (the run fails beyond the tolerance), and a
+/// card the server takes as a heartbeat model.
+#[test]
+fn heartbeat_architectures_train_on_csv_rows_and_match_onnx_runtime() {
+    use ecg_serve::model::ModelCard;
+    use ecg_serve::train::heartbeat::{
+        self, Arch, HeartbeatOptions, HeartbeatTrainOptions, RowSplit,
+    };
+    let dir = std::env::temp_dir().join(format!("ecg-heartbeat-tiny-{}", std::process::id()));
+    let data = dir.join("mitdb.csv");
+    let written = heartbeat::write(&HeartbeatOptions {
+        db: common::fixtures().join("mitdb"),
+        out: data.clone(),
+        records: None,
+        lead: "MLII".into(),
+    })
+    .unwrap();
+    assert!(written.rows > 2000, "{written:?}");
+    let set = heartbeat::load_csv(&data).unwrap();
+    assert_eq!(set.len(), written.rows);
+    assert_eq!(set.records[0], "100", "records from the side file");
+    let options = |arch, split, out| HeartbeatTrainOptions {
+        data: data.clone(),
+        test: None,
+        split,
+        arch,
+        out,
+        name: "tiny-heartbeat".into(),
+        version: "0.0.0".into(),
+        epochs: 1,
+        batch_size: 32,
+        lr: 1e-3,
+        lr_decay: 0.9,
+        patience: 1,
+        class_weight_power: 0.0,
+        noise_std: 0.0,
+        seed: 7,
+        max_rows: Some(300),
+    };
+    for arch in [Arch::KachueeResnet, Arch::AttentionCnn] {
+        let out = dir.join(format!("{arch:?}"));
+        let card = heartbeat::run(&options(arch, RowSplit::Random, out)).unwrap();
+        let (card, _) = ModelCard::open(&card.with_extension("onnx")).unwrap();
+        card.heartbeat().unwrap();
+        assert_eq!(card.input.shape, vec![-1, 1, 187]);
+        let parity = card.metrics["parity"]["max_abs_diff_logits"]
+            .as_f64()
+            .unwrap();
+        assert!(parity < PARITY_TOLERANCE, "{arch:?}: {parity}");
+        assert!(card.split.kind.contains("RANDOM"), "{}", card.split.kind);
+    }
+    // An inter-patient split needs DS1 and DS2 records: record 100 alone is refused.
+    let err = heartbeat::run(&options(
+        Arch::KachueeResnet,
+        RowSplit::InterPatient,
+        dir.join("ip"),
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("DS1 and DS2"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
