@@ -274,7 +274,7 @@ fn heartbeat_architectures_train_on_csv_rows_and_match_onnx_runtime() {
         seed: 7,
         max_rows: Some(300),
     };
-    for arch in [Arch::KachueeResnet, Arch::AttentionCnn] {
+    for arch in [Arch::KachueeResnet, Arch::AttentionCnn, Arch::CnnLstm] {
         let out = dir.join(format!("{arch:?}"));
         let card = heartbeat::run(&options(arch, RowSplit::Random, out)).unwrap();
         let (card, _) = ModelCard::open(&card.with_extension("onnx")).unwrap();

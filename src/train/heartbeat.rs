@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use super::cnn_lstm::CnnLstmConfig;
 use super::data::{load_record, SplitMix, WindowSet, BEAT_VALIDATION, DS1, DS2, PACED};
 use super::experiment::strings;
 use super::inference::predict_onnx;
@@ -176,6 +177,8 @@ pub enum Arch {
     /// The CNN + self-attention network of our segment and beat-net models
     /// ([`super::model`]) on one channel of 187 samples (15 tokens).
     AttentionCnn,
+    /// Two convolutions and an LSTM ([`super::cnn_lstm`]).
+    CnnLstm,
 }
 
 /// How rows become train / validation / test sets.
@@ -483,6 +486,19 @@ pub fn run(opts: &HeartbeatTrainOptions) -> Result<PathBuf> {
             )?,
             serde_json::to_value(&attention)?,
         ),
+        Arch::CnnLstm => {
+            let lstm = CnnLstmConfig::new().with_classes(classes);
+            (
+                fit_and_export_with(
+                    &mut cfg,
+                    (classes, |d: &burn::prelude::Device| lstm.init(d)),
+                    sets,
+                    &base,
+                    |net| super::onnx::export_cnn_lstm(net, &lstm, name, version),
+                )?,
+                serde_json::to_value(&lstm)?,
+            )
+        }
     };
     let names = labels();
     let val_report = MultiReport::new(

@@ -17,6 +17,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use prost::Message;
 
+use super::cnn_lstm::{CnnLstm, CnnLstmConfig};
 use super::model::{position_code, AttentionNet, AttentionNetConfig};
 use super::resnet::{ResNet, ResNetConfig};
 
@@ -354,6 +355,94 @@ pub fn export_resnet(net: &ResNet, cfg: &ResNetConfig, name: &str, version: &str
         format!(
             "{name} {version}: residual 1-D CNN of Kachuee et al. 2018 ({} blocks, {} classes)",
             cfg.blocks, cfg.classes
+        ),
+    )
+    .encode_to_vec()
+}
+
+/// `[rows, cols]` row-major values of a burn [`Linear`]'s weight
+/// `[inputs, outputs]`, transposed to `[outputs, inputs]` (ONNX's recurrent
+/// operators' layout), and its bias (zeros without one).
+fn transposed(linear: &Linear) -> (Vec<f32>, Vec<f32>) {
+    let (dims, w) = values(&linear.weight);
+    let (inputs, outputs) = (dims[0] as usize, dims[1] as usize);
+    let mut t = vec![0.0; w.len()];
+    for i in 0..inputs {
+        for o in 0..outputs {
+            t[o * inputs + i] = w[i * outputs + o];
+        }
+    }
+    let bias = linear
+        .bias
+        .as_ref()
+        .map_or_else(|| vec![0.0; outputs], |b| values(b).1);
+    (t, bias)
+}
+
+/// Serialises [`CnnLstm`] (trained with `cfg`) as ONNX bytes: input `signal`
+/// `[batch, 1, samples]`, output `logits` `[batch, classes]`; the LSTM is
+/// ONNX's `LSTM` operator (gates i, o, f, c; W, R and both biases from burn's
+/// gate controllers).
+pub fn export_cnn_lstm(net: &CnnLstm, cfg: &CnnLstmConfig, name: &str, version: &str) -> Vec<u8> {
+    let mut g = Graph::default();
+    let pad = cfg.kernel / 2;
+    let x = g.conv("conv1", "signal", &net.conv1, pad);
+    let x = g.relu(&x);
+    let x = g.max_pool(&x);
+    let x = g.conv("conv2", &x, &net.conv2, pad);
+    let x = g.relu(&x);
+    let x = g.max_pool(&x);
+    let steps = g.transpose(&x, &[2, 0, 1], "steps"); // [T, B, C]
+    let lstm = &net.lstm;
+    let forget = lstm
+        .forget_gate
+        .as_ref()
+        .expect("the network is built with a forget gate");
+    let gates = [&lstm.input_gate, &lstm.output_gate, forget, &lstm.cell_gate];
+    let (mut w, mut r, mut wb, mut rb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for gate in gates {
+        let (wt, b) = transposed(&gate.input_transform);
+        w.extend(wt);
+        wb.extend(b);
+        let (rt, b) = transposed(&gate.hidden_transform);
+        r.extend(rt);
+        rb.extend(b);
+    }
+    let (h, c) = (cfg.hidden as i64, cfg.conv2_filters as i64);
+    let w = g.float("lstm.W", vec![1, 4 * h, c], w);
+    let r = g.float("lstm.R", vec![1, 4 * h, h], r);
+    wb.extend(rb);
+    let b = g.float("lstm.B", vec![1, 8 * h], wb);
+    g.nodes.push(proto::NodeProto {
+        op_type: Some("LSTM".into()),
+        name: Some("lstm_LSTM".into()),
+        input: vec![steps, w, r, b],
+        output: vec!["lstm.Y".into(), "lstm.Y_h".into()],
+        attribute: vec![attr_int("hidden_size", h)],
+        ..Default::default()
+    });
+    let axes = g.int64("lstm.axes", &[0]);
+    let last = g.node("Squeeze", &["lstm.Y_h", &axes], "lstm.last", vec![]);
+    let d = g.linear("dense", &last, &net.dense);
+    let d = g.relu(&d);
+    let logits = g.linear("head", &d, &net.head);
+    g.node("Identity", &[&logits], LOGITS, vec![]);
+    let graph = proto::GraphProto {
+        name: Some(name.into()),
+        node: g.nodes,
+        initializer: g.initializers,
+        input: vec![value_info(
+            "signal",
+            &[None, Some(1), Some(cfg.input_samples as i64)],
+        )],
+        output: vec![value_info(LOGITS, &[None, Some(cfg.classes as i64)])],
+        ..Default::default()
+    };
+    model_proto(
+        graph,
+        format!(
+            "{name} {version}: CNN + LSTM ({} hidden) beat classifier ({} classes)",
+            cfg.hidden, cfg.classes
         ),
     )
     .encode_to_vec()
