@@ -274,9 +274,10 @@ fn heartbeat_architectures_train_on_csv_rows_and_match_onnx_runtime() {
         seed: 7,
         max_rows: Some(300),
     };
+    let mut cards = Vec::new();
     for arch in [Arch::KachueeResnet, Arch::AttentionCnn, Arch::CnnLstm] {
         let out = dir.join(format!("{arch:?}"));
-        let card = heartbeat::run(&options(arch, RowSplit::Random, out)).unwrap();
+        let card = heartbeat::run(&options(arch, RowSplit::Random, out.clone())).unwrap();
         let (card, _) = ModelCard::open(&card.with_extension("onnx")).unwrap();
         card.heartbeat().unwrap();
         assert_eq!(card.input.shape, vec![-1, 1, 187]);
@@ -285,7 +286,9 @@ fn heartbeat_architectures_train_on_csv_rows_and_match_onnx_runtime() {
             .unwrap();
         assert!(parity < PARITY_TOLERANCE, "{arch:?}: {parity}");
         assert!(card.split.kind.contains("RANDOM"), "{}", card.split.kind);
+        cards.push(out.join("tiny-heartbeat.onnx"));
     }
+    finetuning_keeps_a_frozen_backbone(&dir, &cards[0]);
     // An inter-patient split needs DS1 and DS2 records: record 100 alone is refused.
     let err = heartbeat::run(&options(
         Arch::KachueeResnet,
@@ -295,4 +298,83 @@ fn heartbeat_architectures_train_on_csv_rows_and_match_onnx_runtime() {
     .unwrap_err();
     assert!(err.to_string().contains("DS1 and DS2"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The ONNX initializer `name` of the model at `path`.
+fn initializer(path: &std::path::Path, name: &str) -> Vec<u8> {
+    use prost::Message;
+    let model = onnx::proto::ModelProto::decode(&*std::fs::read(path).unwrap()).unwrap();
+    let graph = model.graph.unwrap();
+    let t = graph
+        .initializer
+        .into_iter()
+        .find(|t| t.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no initializer {name}"));
+    t.raw_data.unwrap()
+}
+
+/// `ecg-train finetune --freeze backbone` from the tiny residual CNN, on
+/// record 100 and held-out "100c" (a copy under another name): the
+/// convolutions keep their trained weights, the dense head moves, and the
+/// held-out rows are measured before and after.
+fn finetuning_keeps_a_frozen_backbone(dir: &std::path::Path, from: &std::path::Path) {
+    use ecg_serve::model::ModelCard;
+    use ecg_serve::train::heartbeat::{self, FinetuneOptions, Freeze};
+    let db = dir.join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    let fixtures = common::fixtures().join("mitdb");
+    for ext in ["hea", "dat", "atr"] {
+        std::fs::copy(
+            fixtures.join(format!("100.{ext}")),
+            db.join(format!("100.{ext}")),
+        )
+        .unwrap();
+        std::fs::copy(
+            fixtures.join(format!("100.{ext}")),
+            db.join(format!("100c.{ext}")),
+        )
+        .unwrap();
+    }
+    let hea = std::fs::read_to_string(fixtures.join("100.hea")).unwrap();
+    let renamed = hea
+        .replacen("100 ", "100c ", 1)
+        .replace("100.dat", "100c.dat");
+    std::fs::write(db.join("100c.hea"), renamed).unwrap();
+    let out = dir.join("finetuned");
+    let opts = |records: Vec<String>| FinetuneOptions {
+        from: from.to_path_buf(),
+        freeze: Freeze::Backbone,
+        db: db.clone(),
+        records,
+        test_records: vec!["100c".into()],
+        lead: "MLII".into(),
+        out: out.clone(),
+        name: "tiny-finetuned".into(),
+        version: "0.0.1".into(),
+        epochs: 1,
+        batch_size: 32,
+        lr: 1e-2,
+        lr_decay: 0.9,
+        patience: 1,
+        seed: 3,
+        max_rows: Some(300),
+    };
+    let err = heartbeat::finetune(&opts(vec!["100".into(), "100c".into()])).unwrap_err();
+    assert!(err.to_string().contains("held out"), "{err}");
+    let card = heartbeat::finetune(&opts(vec!["100".into()])).unwrap();
+    let (card, _) = ModelCard::open(&card.with_extension("onnx")).unwrap();
+    assert_eq!(card.training.config["finetuned_from"]["freeze"], "backbone");
+    assert!(card.metrics["test_before_finetuning"]["accuracy"].is_number());
+    let after = out.join("tiny-finetuned.onnx");
+    for frozen in ["stem.weight", "block0.conv1.weight", "block4.conv2.bias"] {
+        assert_eq!(
+            initializer(from, frozen),
+            initializer(&after, frozen),
+            "{frozen} moved"
+        );
+    }
+    assert_ne!(
+        initializer(from, "head.weight"),
+        initializer(&after, "head.weight")
+    );
 }

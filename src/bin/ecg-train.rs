@@ -8,6 +8,7 @@
 //! ecg-train beat --config runs/beat.yaml --out /tmp/beat   # options from a file
 //! ecg-train dataset heartbeat --out data/mitdb-heartbeat.csv
 //! ecg-train heartbeat --data data/mitdb-heartbeat.csv --split inter-patient
+//! ecg-train finetune --from models/ecg-heartbeat.onnx --db ../shared/data/svdb --records 800,801 --test-records 802
 //! ```
 //!
 //! Every run that writes a model also writes `<out>/<name>.run.yaml`: all its
@@ -21,7 +22,7 @@ use ecg_serve::model::{BeatPreprocessing, SegmentPreprocessing};
 use ecg_serve::train::beat_mlp::{self, BeatMlpOptions};
 use ecg_serve::train::data::{BEAT_VALIDATION, DEFAULT_VALIDATION};
 use ecg_serve::train::experiment::{SplitKind, TrainOptions};
-use ecg_serve::train::heartbeat::{self, HeartbeatOptions, HeartbeatTrainOptions};
+use ecg_serve::train::heartbeat::{self, FinetuneOptions, HeartbeatOptions, HeartbeatTrainOptions};
 use ecg_serve::train::model::AttentionNetConfig;
 use ecg_serve::train::stack::{self, StackOptions};
 use ecg_serve::train::training::{Selection, TrainingConfig};
@@ -228,6 +229,10 @@ enum Command {
     /// attention-cnn; export ONNX + a card that `ecg-serve --heartbeat-model`
     /// serves.
     Heartbeat(HeartbeatTrainOptions),
+    /// Adapt a trained heartbeat model to other records (any database, any
+    /// rate): its burn record as the start, the backbone frozen (only the
+    /// dense head learns) or not; held-out records measured before and after.
+    Finetune(FinetuneOptions),
     /// Write a database in another data set format.
     #[command(subcommand)]
     Dataset(Dataset),
@@ -481,6 +486,9 @@ fn run(
         }
         Command::Heartbeat(opts) => {
             heartbeat::run(&opts)?;
+        }
+        Command::Finetune(opts) => {
+            heartbeat::finetune(&opts)?;
         }
         Command::Stack(opts) => {
             stack::run(&opts)?;

@@ -99,6 +99,13 @@ impl super::training::Classifier for CnnLstm {
             attention: None,
         }
     }
+
+    fn freeze_backbone(mut self) -> Self {
+        self.conv1 = self.conv1.no_grad();
+        self.conv2 = self.conv2.no_grad();
+        self.lstm = self.lstm.no_grad();
+        self
+    }
 }
 
 #[cfg(test)]

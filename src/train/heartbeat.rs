@@ -30,7 +30,7 @@ use super::inference::predict_onnx;
 use super::metrics::MultiReport;
 use super::model::AttentionNetConfig;
 use super::resnet::ResNetConfig;
-use super::training::{fit_and_export_with, Selection, TrainingConfig};
+use super::training::{fit_and_export_with, Classifier, Selection, TrainingConfig};
 use crate::engine::{Provider, Runtime};
 use crate::model::card::{sha256_hex, BeatDecision, Split, TensorSpec, TrainingRecord};
 use crate::model::{HeartbeatModel, HeartbeatPreprocessing, ModelCard, ModelKind};
@@ -169,7 +169,9 @@ pub fn write(opts: &HeartbeatOptions) -> Result<Written> {
 }
 
 /// The networks `ecg-train heartbeat` trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Arch {
     /// Kachuee et al. 2018's residual CNN ([`super::resnet`]).
@@ -437,67 +439,109 @@ fn labels() -> Vec<&'static str> {
     AamiClass::ALL.iter().map(|c| c.as_str()).collect()
 }
 
-/// Trains `opts.arch` on the rows, exports and checks it, measures it on the
-/// test rows and writes `<out>/<name>.onnx`, its card, metrics log and report.
-pub fn run(opts: &HeartbeatTrainOptions) -> Result<PathBuf> {
-    let (split, [train, val, test]) = sets(opts)?;
+/// Where a training starts.
+enum Start<'a> {
+    /// Freshly initialised weights.
+    Fresh,
+    /// A trained network's burn record, its backbone frozen or not.
+    From { record: &'a Path, freeze: bool },
+}
+
+/// A network of `arch` (its hyper-parameters `network`) on the training
+/// device: fresh, or `start`'s weights.
+fn initial<M: Classifier>(
+    fresh: impl FnOnce(&burn::prelude::Device) -> M,
+    start: &Start,
+) -> impl FnOnce(&burn::prelude::Device) -> Result<M> {
+    let start = match start {
+        Start::Fresh => None,
+        Start::From { record, freeze } => Some((record.to_path_buf(), *freeze)),
+    };
+    move |device| {
+        let net = fresh(device);
+        let Some((record, freeze)) = start else {
+            return Ok(net);
+        };
+        let net = net
+            .try_load_file(&record)
+            .map_err(|e| anyhow::anyhow!("cannot load {}: {e:?}", record.display()))?;
+        Ok(if freeze { net.freeze_backbone() } else { net })
+    }
+}
+
+/// What a heartbeat training (fresh or fine-tuned) needs besides its rows.
+struct Job<'a> {
+    out: &'a Path,
+    name: &'a str,
+    version: &'a str,
+    arch: Arch,
+    /// The architecture's hyper-parameters (`None`: its defaults).
+    network: Option<serde_json::Value>,
+    cfg: TrainingConfig,
+    start: Start<'a>,
+    /// Added to the card's `training`.
+    notes: serde_json::Map<String, serde_json::Value>,
+    /// The starting model's figures on the same test rows.
+    before: Option<MultiReport>,
+}
+
+/// Trains `job.arch` on the rows, exports and checks it, measures it on the
+/// test rows and writes `<out>/<name>.onnx`, its card, burn record, metrics
+/// log and report.
+fn fit(job: Job, split: Split, [train, val, test]: [WindowSet; 3]) -> Result<PathBuf> {
     for (name, set) in [("train", &train), ("validation", &val), ("test", &test)] {
         describe(name, set);
     }
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("cannot create {}", opts.out.display()))?;
-    let base = opts.out.join(&opts.name);
+    std::fs::create_dir_all(job.out)
+        .with_context(|| format!("cannot create {}", job.out.display()))?;
+    let base = job.out.join(job.name);
     let classes = AamiClass::ALL.len();
-    let attention = AttentionNetConfig::beat(1, LENGTH, 0);
-    let mut cfg = TrainingConfig::new(attention.clone())
-        .with_max_epochs(opts.epochs)
-        .with_batch_size(opts.batch_size)
-        .with_learning_rate(opts.lr)
-        .with_lr_decay(opts.lr_decay)
-        .with_patience(opts.patience)
-        .with_noise_std(opts.noise_std)
-        .with_class_weight_power(opts.class_weight_power)
-        .with_max_class_weight(10.0)
-        .with_soft_targets(false)
-        .with_selection(Selection::MacroF1)
-        .with_seed(opts.seed);
-    let resnet = ResNetConfig::new().with_classes(classes);
-    resnet.validate().map_err(anyhow::Error::msg)?;
-    let (name, version) = (opts.name.as_str(), opts.version.as_str());
+    let (name, version) = (job.name, job.version);
+    let mut cfg = job.cfg;
     let sets = [&train, &val, &test];
-    let (fitted, network) = match opts.arch {
-        Arch::KachueeResnet => (
-            fit_and_export_with(
+    let config_of = |defaults: serde_json::Value| -> Result<serde_json::Value> {
+        Ok(job.network.clone().unwrap_or(defaults))
+    };
+    let (fitted, network) = match job.arch {
+        Arch::KachueeResnet => {
+            let c: ResNetConfig = serde_json::from_value(config_of(serde_json::to_value(
+                ResNetConfig::new().with_classes(classes),
+            )?)?)?;
+            c.validate().map_err(anyhow::Error::msg)?;
+            let fitted = fit_and_export_with(
                 &mut cfg,
-                (classes, |d: &burn::prelude::Device| resnet.init(d)),
+                (classes, initial(|d| c.init(d), &job.start)),
                 sets,
                 &base,
-                |net| super::onnx::export_resnet(net, &resnet, name, version),
-            )?,
-            serde_json::to_value(&resnet)?,
-        ),
-        Arch::AttentionCnn => (
-            fit_and_export_with(
+                |net| super::onnx::export_resnet(net, &c, name, version),
+            )?;
+            (fitted, serde_json::to_value(&c)?)
+        }
+        Arch::AttentionCnn => {
+            let c: AttentionNetConfig = serde_json::from_value(config_of(serde_json::to_value(
+                AttentionNetConfig::beat(1, LENGTH, 0),
+            )?)?)?;
+            let fitted = fit_and_export_with(
                 &mut cfg,
-                (classes, |d: &burn::prelude::Device| attention.init(d)),
+                (classes, initial(|d| c.init(d), &job.start)),
                 sets,
                 &base,
-                |net| super::onnx::export(net, &attention, name, version),
-            )?,
-            serde_json::to_value(&attention)?,
-        ),
+                |net| super::onnx::export(net, &c, name, version),
+            )?;
+            (fitted, serde_json::to_value(&c)?)
+        }
         Arch::CnnLstm => {
-            let lstm = CnnLstmConfig::new().with_classes(classes);
-            (
-                fit_and_export_with(
-                    &mut cfg,
-                    (classes, |d: &burn::prelude::Device| lstm.init(d)),
-                    sets,
-                    &base,
-                    |net| super::onnx::export_cnn_lstm(net, &lstm, name, version),
-                )?,
-                serde_json::to_value(&lstm)?,
-            )
+            let c: CnnLstmConfig = serde_json::from_value(config_of(serde_json::to_value(
+                CnnLstmConfig::new().with_classes(classes),
+            )?)?)?;
+            let fitted = fit_and_export_with(
+                &mut cfg,
+                (classes, initial(|d| c.init(d), &job.start)),
+                sets,
+                &base,
+                |net| super::onnx::export_cnn_lstm(net, &c, name, version),
+            )?;
+            (fitted, serde_json::to_value(&c)?)
         }
     };
     let names = labels();
@@ -512,6 +556,12 @@ pub fn run(opts: &HeartbeatTrainOptions) -> Result<PathBuf> {
         "{}",
         val_report.table(&format!("validation: {}", split.kind))
     );
+    if let Some(before) = &job.before {
+        print!(
+            "{}",
+            before.table("test, the model fine-tuning started from")
+        );
+    }
     print!("{}", test_report.table(&format!("test: {}", split.kind)));
     let mut metrics = json!({
         "test": test_report,
@@ -519,9 +569,12 @@ pub fn run(opts: &HeartbeatTrainOptions) -> Result<PathBuf> {
         "parity": fitted.parity,
         "best_epoch": fitted.best_epoch,
         "epochs_run": fitted.epochs_run,
-        "measured_with": format!("ecg-train heartbeat (ONNX Runtime, {} test rows)", test.len()),
+        "measured_with": format!("ecg-train (ONNX Runtime, {} test rows)", test.len()),
     });
-    if opts.split == RowSplit::InterPatient {
+    if let Some(before) = job.before {
+        metrics["test_before_finetuning"] = serde_json::to_value(before)?;
+    }
+    if !split.kind.contains("RANDOM") {
         metrics["test_per_record"] = super::beat::per_record(&test, &test_pred);
     }
     std::fs::write(
@@ -533,16 +586,20 @@ pub fn run(opts: &HeartbeatTrainOptions) -> Result<PathBuf> {
         _ => Default::default(),
     };
     config.remove("model");
-    config.insert("arch".into(), serde_json::to_value(opts.arch)?);
+    config.insert("arch".into(), serde_json::to_value(job.arch)?);
     config.insert("network".into(), network);
     config.insert(
-        "choices".into(),
-        json!("the paper's network and Adam at 1e-3; batch, decay, patience and no class weights set before training, none tuned; the epoch kept is the validation rows' best macro F1; the test rows were read once, after training"),
+        "record".into(),
+        json!(fitted
+            .record_path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())),
     );
+    config.extend(job.notes);
     let card = ModelCard {
-        name: opts.name.clone(),
-        version: opts.version.clone(),
-        file: format!("{}.onnx", opts.name),
+        name: name.to_string(),
+        version: version.to_string(),
+        file: format!("{name}.onnx"),
         sha256: sha256_hex(&fitted.bytes),
         labels: strings(&names),
         input: TensorSpec {
@@ -577,11 +634,205 @@ pub fn run(opts: &HeartbeatTrainOptions) -> Result<PathBuf> {
     let card_path = base.with_extension("json");
     card.write(&card_path)?;
     eprintln!(
-        "wrote {} and {}",
+        "wrote {}, {} and {}",
         fitted.onnx_path.display(),
+        fitted.record_path.display(),
         card_path.display()
     );
     Ok(card_path)
+}
+
+/// The training loop's settings for heartbeat rows.
+fn loop_config(
+    (epochs, batch_size, patience): (usize, usize, usize),
+    (lr, lr_decay): (f64, f64),
+    class_weight_power: f64,
+    noise_std: f64,
+    seed: u64,
+) -> TrainingConfig {
+    TrainingConfig::new(AttentionNetConfig::beat(1, LENGTH, 0))
+        .with_max_epochs(epochs)
+        .with_batch_size(batch_size)
+        .with_learning_rate(lr)
+        .with_lr_decay(lr_decay)
+        .with_patience(patience)
+        .with_noise_std(noise_std)
+        .with_class_weight_power(class_weight_power)
+        .with_max_class_weight(10.0)
+        .with_soft_targets(false)
+        .with_selection(Selection::MacroF1)
+        .with_seed(seed)
+}
+
+/// `ecg-train heartbeat`: trains `opts.arch` from fresh weights on the rows.
+pub fn run(opts: &HeartbeatTrainOptions) -> Result<PathBuf> {
+    let (split, sets) = sets(opts)?;
+    let mut notes = serde_json::Map::new();
+    notes.insert(
+        "choices".into(),
+        json!("the network as its paper (or our other models) has it and Adam at 1e-3; batch, decay, patience and no class weights set before training, none tuned; the epoch kept is the validation rows' best macro F1; the test rows were read once, after training"),
+    );
+    let job = Job {
+        out: &opts.out,
+        name: &opts.name,
+        version: &opts.version,
+        arch: opts.arch,
+        network: None,
+        cfg: loop_config(
+            (opts.epochs, opts.batch_size, opts.patience),
+            (opts.lr, opts.lr_decay),
+            opts.class_weight_power,
+            opts.noise_std,
+            opts.seed,
+        ),
+        start: Start::Fresh,
+        notes,
+        before: None,
+    };
+    fit(job, split, sets)
+}
+
+/// What `ecg-train finetune --freeze` keeps fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Freeze {
+    /// The feature extractor (convolutions, attention or LSTM): only the
+    /// dense head learns.
+    Backbone,
+    /// Nothing: every weight learns, from the trained ones.
+    None,
+}
+
+/// `ecg-train finetune`'s options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FinetuneOptions {
+    /// The heartbeat model to start from (.onnx): its card (.json) and burn
+    /// record (.bpk, which `ecg-train heartbeat` writes) beside it.
+    #[arg(long)]
+    pub from: PathBuf,
+    #[arg(long, value_enum, default_value = "backbone")]
+    pub freeze: Freeze,
+    /// Folder of WFDB records (with .atr) to adapt to, at any sampling rate.
+    #[arg(long, env = "ECG_DB")]
+    pub db: PathBuf,
+    /// Records to fine-tune on (a random 10 % of their rows picks the epoch).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub records: Vec<String>,
+    /// Held-out records measured before and after.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub test_records: Vec<String>,
+    /// The lead (another name falls back to the first lead with a warning).
+    #[arg(long, default_value = "ECG1")]
+    pub lead: String,
+    #[arg(long, default_value = "models")]
+    pub out: PathBuf,
+    #[arg(long, default_value = "ecg-heartbeat-finetuned")]
+    pub name: String,
+    #[arg(long, default_value = "1.0.0")]
+    pub version: String,
+    #[arg(long, default_value_t = 6)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 3e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub lr_decay: f64,
+    #[arg(long, default_value_t = 2)]
+    pub patience: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Use at most this many rows per set (quick checks).
+    #[arg(long)]
+    pub max_rows: Option<usize>,
+}
+
+/// The part of a heartbeat card's `training` that fine-tuning reads back.
+#[derive(Debug, serde::Deserialize)]
+struct TrainedWith {
+    arch: Arch,
+    network: serde_json::Value,
+    record: String,
+}
+
+/// `ecg-train finetune`: a trained heartbeat model adapted to other records,
+/// its backbone frozen or not, measured on held-out records before and after.
+pub fn finetune(opts: &FinetuneOptions) -> Result<PathBuf> {
+    let (card, bytes) = ModelCard::open(&opts.from)?;
+    card.heartbeat()?;
+    let trained: TrainedWith = serde_json::from_value(serde_json::Value::Object(
+        card.training.config.clone(),
+    ))
+    .with_context(|| {
+        format!(
+            "{}: its card's training does not name its arch, network and record (not trained by ecg-train heartbeat?)",
+            opts.from.display()
+        )
+    })?;
+    let record = card
+        .model_path(&opts.from.with_extension("json"))
+        .with_file_name(&trained.record);
+    if let Some(r) = opts.test_records.iter().find(|r| opts.records.contains(r)) {
+        bail!(
+            "record {r} is in both --records and --test-records: the test records must be held out"
+        );
+    }
+    let mut rng = SplitMix::new(opts.seed);
+    let pool = load_db(&opts.db, &opts.records, &opts.lead)?;
+    let mut idx: Vec<usize> = (0..pool.len()).collect();
+    rng.shuffle(&mut idx);
+    let (val_idx, train_idx) = idx.split_at(pool.len() / 10);
+    let test = capped(
+        load_db(&opts.db, &opts.test_records, &opts.lead)?,
+        opts.max_rows,
+        &mut rng,
+    );
+    let train = capped(pool.subset(train_idx), opts.max_rows, &mut rng);
+    let val = capped(pool.subset(val_idx), opts.max_rows, &mut rng);
+    let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
+    let names = labels();
+    let before = MultiReport::new(
+        &MultiReport::argmax(&predict_onnx(&mut session, &test, 256)?, names.len()),
+        &test.labels,
+        &names,
+    );
+    let db = opts.db.display().to_string();
+    let split = Split {
+        kind: format!(
+            "fine-tuned on records of {db} (a random 10 % of their rows for validation), tested on other records of {db}"
+        ),
+        train_records: opts.records.clone(),
+        validation_records: opts.records.clone(),
+        test_records: opts.test_records.clone(),
+        excluded_records: vec![],
+    };
+    let mut notes = serde_json::Map::new();
+    notes.insert(
+        "finetuned_from".into(),
+        json!({"name": card.name, "version": card.version, "sha256": card.sha256, "freeze": opts.freeze}),
+    );
+    notes.insert("lead".into(), json!(opts.lead));
+    let job = Job {
+        out: &opts.out,
+        name: &opts.name,
+        version: &opts.version,
+        arch: trained.arch,
+        network: Some(trained.network),
+        cfg: loop_config(
+            (opts.epochs, opts.batch_size, opts.patience),
+            (opts.lr, opts.lr_decay),
+            0.0,
+            0.0,
+            opts.seed,
+        ),
+        start: Start::From {
+            record: &record,
+            freeze: opts.freeze == Freeze::Backbone,
+        },
+        notes,
+        before: Some(before),
+    };
+    fit(job, split, [train, val, test])
 }
 
 /// `ecg-train evaluate` for a heartbeat model: its figures measured again

@@ -255,4 +255,13 @@ impl super::training::Classifier for AttentionNet {
     fn output(&self, signal: Tensor<3>, features: Option<Tensor<2>>) -> NetOutput {
         self.forward(signal, features)
     }
+
+    fn freeze_backbone(mut self) -> Self {
+        use burn::module::Module;
+        self.conv1 = self.conv1.no_grad();
+        self.conv2 = self.conv2.no_grad();
+        self.conv3 = self.conv3.no_grad();
+        self.attention = self.attention.no_grad();
+        self
+    }
 }

@@ -66,7 +66,7 @@ impl ResNetConfig {
             }
             n = (n - self.pool_kernel) / self.pool_stride + 1;
         }
-        if self.kernel % 2 == 0 {
+        if self.kernel.is_multiple_of(2) {
             return Err(format!("kernel {} must be odd", self.kernel));
         }
         Ok(())
@@ -142,6 +142,12 @@ impl super::training::Classifier for ResNet {
             logits: self.forward(signal),
             attention: None,
         }
+    }
+
+    fn freeze_backbone(mut self) -> Self {
+        self.stem = self.stem.no_grad();
+        self.blocks = self.blocks.no_grad();
+        self
     }
 }
 

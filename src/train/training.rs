@@ -149,6 +149,10 @@ pub struct EpochLog {
 /// features.
 pub trait Classifier: burn::module::Module {
     fn output(&self, signal: Tensor<3>, features: Option<Tensor<2>>) -> NetOutput;
+
+    /// The network with its feature extractor (everything before the dense
+    /// head) frozen: what `ecg-train finetune --freeze backbone` trains.
+    fn freeze_backbone(self) -> Self;
 }
 
 /// A trained network and how it got there.
@@ -341,16 +345,23 @@ pub fn train(
     log: &Path,
 ) -> Result<Trained> {
     let (model, classes) = (cfg.model.clone(), cfg.model.classes);
-    train_with(cfg, classes, |device| model.init(device), [train, val], log)
+    train_with(
+        cfg,
+        classes,
+        |device| Ok(model.init(device)),
+        [train, val],
+        log,
+    )
 }
 
-/// Trains the network `init` makes (`classes` outputs) on `train`,
-/// early-stopping on `val`, with `cfg`'s loop settings (`cfg.model` is not
-/// read); writes one JSON line per epoch to `log`.
+/// Trains the network `init` makes on the training device (`classes`
+/// outputs; fresh, or loaded from a saved record) on `train`, early-stopping
+/// on `val`, with `cfg`'s loop settings (`cfg.model` is not read); writes one
+/// JSON line per epoch to `log`.
 pub fn train_with<M: Classifier>(
     cfg: &mut TrainingConfig,
     classes: usize,
-    init: impl FnOnce(&Device) -> M,
+    init: impl FnOnce(&Device) -> Result<M>,
     [train, val]: [&WindowSet; 2],
     log: &Path,
 ) -> Result<Trained<M>> {
@@ -368,7 +379,7 @@ pub fn train_with<M: Classifier>(
         cfg.class_weight_power,
         cfg.max_class_weight,
     );
-    let mut net = init(&device);
+    let mut net = init(&device)?;
     let mut optim = AdamConfig::new().init();
     let mut noise_rng = SplitMix::new(cfg.seed ^ 0x5eed);
     let augment = Augment {
@@ -519,6 +530,9 @@ pub struct Fitted {
     /// The `.onnx` bytes (already written).
     pub bytes: Vec<u8>,
     pub onnx_path: std::path::PathBuf,
+    /// The trained weights as a burn record (burnpack), what
+    /// `ecg-train finetune` starts from.
+    pub record_path: std::path::PathBuf,
     pub best_epoch: usize,
     pub epochs_run: usize,
     pub parity: Parity,
@@ -541,7 +555,7 @@ pub fn fit_and_export(
     let (model, classes) = (cfg.model.clone(), cfg.model.classes);
     fit_and_export_with(
         cfg,
-        (classes, |device: &Device| model.init(device)),
+        (classes, |device: &Device| Ok(model.init(device))),
         sets,
         base,
         |net: &AttentionNet| super::onnx::export(net, &model, name, version),
@@ -552,7 +566,7 @@ pub fn fit_and_export(
 /// written as ONNX by `export`.
 pub fn fit_and_export_with<M: Classifier>(
     cfg: &mut TrainingConfig,
-    (classes, init): (usize, impl FnOnce(&Device) -> M),
+    (classes, init): (usize, impl FnOnce(&Device) -> Result<M>),
     sets: [&WindowSet; 3],
     base: &Path,
     export: impl FnOnce(&M) -> Vec<u8>,
@@ -566,6 +580,12 @@ pub fn fit_and_export_with<M: Classifier>(
         &base.with_extension("metrics.jsonl"),
     )?;
     let bytes = export(&trained.net);
+    let record_path = base.with_extension("bpk");
+    trained
+        .net
+        .clone()
+        .save_file(&record_path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", record_path.display()))?;
     let onnx_path = base.with_extension("onnx");
     std::fs::write(&onnx_path, &bytes)
         .with_context(|| format!("cannot write {}", onnx_path.display()))?;
@@ -585,6 +605,7 @@ pub fn fit_and_export_with<M: Classifier>(
         test_probs: predict_onnx(&mut session, test, 256)?,
         bytes,
         onnx_path,
+        record_path,
         best_epoch: trained.best_epoch,
         epochs_run: trained.history.len(),
         parity,
