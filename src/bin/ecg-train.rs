@@ -22,7 +22,9 @@ use ecg_serve::model::{BeatPreprocessing, SegmentPreprocessing};
 use ecg_serve::train::beat_mlp::{self, BeatMlpOptions};
 use ecg_serve::train::data::{BEAT_VALIDATION, DEFAULT_VALIDATION};
 use ecg_serve::train::experiment::{SplitKind, TrainOptions};
-use ecg_serve::train::heartbeat::{self, FinetuneOptions, HeartbeatOptions, HeartbeatTrainOptions};
+use ecg_serve::train::heartbeat::{
+    self, FinetuneOptions, HeartbeatOptions, HeartbeatTrainOptions, PtbOptions,
+};
 use ecg_serve::train::model::AttentionNetConfig;
 use ecg_serve::train::stack::{self, StackOptions};
 use ecg_serve::train::training::{Selection, TrainingConfig};
@@ -259,6 +261,11 @@ enum Dataset {
     /// format): 187 samples at 125 Hz in [0, 1] and the class per row, plus
     /// <out>.rows.csv with each row's record and sample.
     Heartbeat(HeartbeatOptions),
+    /// The MI transfer set of Kachuee et al. 2018 from the PTB Diagnostic ECG
+    /// Database: heartbeat rows of detected beats, class 0 for healthy
+    /// controls' records and 1 for myocardial infarction's (`Reason for
+    /// admission`); other diagnoses left out.
+    Ptb(PtbOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -407,6 +414,19 @@ fn run(
                 },
             )?;
             print!("{}", outcome.table());
+        }
+        Command::Dataset(Dataset::Ptb(opts)) => {
+            let w = heartbeat::write_ptb(&opts)?;
+            println!(
+                "{}: {} rows (healthy {}, MI {}); {} records of other diagnoses left out; {} detected beats without a row; records and samples in {}",
+                opts.out.display(),
+                w.written.rows,
+                w.written.per_class[0],
+                w.written.per_class[1],
+                w.other_records,
+                w.written.left_out,
+                w.written.side_file.display()
+            );
         }
         Command::Dataset(Dataset::Heartbeat(opts)) => {
             let w = heartbeat::write(&opts)?;

@@ -22,14 +22,32 @@ pub fn load_record(db: &Path, name: &str) -> Result<(Recording, Vec<Annotation>)
 }
 
 /// Reads record `name`'s header and signals (checksums verified), without
-/// annotations (nstdb's noise recordings have none).
+/// annotations (nstdb's noise recordings have none). `name` may sit in a
+/// subfolder (PTB's `patient001/s0010_re`); each signal file is the one its
+/// header line names, beside the header: MIT-BIH's one `.dat`, PTB's `.dat`
+/// and `.xyz` (its Frank leads), the Challenge's `.mat`.
 pub fn load_signals(db: &Path, name: &str) -> Result<Recording> {
     let hea = String::from_utf8_lossy(&read(db, name, "hea")?).into_owned();
     let header = parse_header(&format!("{name}.hea"), &hea)?;
-    let dat = read(db, name, "dat")?;
+    let folder = db.join(name);
+    let folder = folder.parent().unwrap_or(db);
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for s in &header.signals {
+        if files.iter().all(|(f, _)| *f != s.file_name) {
+            let path = folder.join(&s.file_name);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            files.push((s.file_name.clone(), bytes));
+        }
+    }
     Ok(read_record(
         &header,
-        |_| Some(&dat[..]),
+        |file| {
+            files
+                .iter()
+                .find(|(f, _)| f == file)
+                .map(|(_, b)| b.as_slice())
+        },
         ReadOptions::default(),
     )?)
 }

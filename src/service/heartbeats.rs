@@ -17,7 +17,6 @@ use crate::engine::ModelOutputs;
 use crate::model::{ModelCard, Rows};
 use crate::signal::heartbeat::{looks_like_rows, read_rows, HeartbeatTable, LENGTH};
 use crate::signal::upload::{PartKind, UploadPart};
-use crate::signal::AamiClass;
 
 /// The one part of an upload that holds heartbeat rows, if that is what it is.
 pub fn rows_part(parts: &[UploadPart]) -> Option<&UploadPart> {
@@ -114,9 +113,13 @@ pub fn assemble(
                 .unwrap_or(0);
             let label = card.labels.get(k).cloned().unwrap_or_default();
             *counts.entry(label.clone()).or_insert(0) += 1;
+            // The file's class index, named as the model names its classes.
             let reference = references
                 .and_then(|r| r.get(i))
-                .map(|&c| AamiClass::ALL[usize::from(c)].as_str().to_string());
+                .map(|&c| match card.labels.get(usize::from(c)) {
+                    Some(l) => l.clone(),
+                    None => c.to_string(),
+                });
             agree += usize::from(reference.as_deref() == Some(label.as_str()));
             RowLabel {
                 row: i + 1,

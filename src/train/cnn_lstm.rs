@@ -106,6 +106,12 @@ impl super::training::Classifier for CnnLstm {
         self.lstm = self.lstm.no_grad();
         self
     }
+
+    fn with_new_head(mut self, classes: usize, device: &Device) -> Self {
+        let [inputs, _] = self.head.weight.dims();
+        self.head = LinearConfig::new(inputs, classes).init(device);
+        self
+    }
 }
 
 #[cfg(test)]

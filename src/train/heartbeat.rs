@@ -111,26 +111,129 @@ pub fn side_file(out: &Path) -> PathBuf {
     out.with_file_name(format!("{stem}.rows.csv"))
 }
 
+/// The records of `db`: its `RECORDS` file (PhysioNet's list, which names
+/// PTB's `patient001/s0010_re`) when it has one, else every record of the
+/// folder with a file ending in `.{ext}`.
+fn list_records(db: &Path, ext: &str) -> Result<Vec<String>> {
+    if let Ok(text) = std::fs::read_to_string(db.join("RECORDS")) {
+        return Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect());
+    }
+    let suffix = format!(".{ext}");
+    let mut names: Vec<String> = std::fs::read_dir(db)
+        .map_err(|e| anyhow::anyhow!("--db: cannot read {}: {e}", db.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| f.strip_suffix(&suffix).map(str::to_string))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Writes the data set.
 pub fn write(opts: &HeartbeatOptions) -> Result<Written> {
     let records = match &opts.records {
         Some(r) => r.clone(),
-        None => {
-            let mut names: Vec<String> = std::fs::read_dir(&opts.db)
-                .map_err(|e| anyhow::anyhow!("--db: cannot read {}: {e}", opts.db.display()))?
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter_map(|f| f.strip_suffix(".atr").map(str::to_string))
-                .collect();
-            names.sort();
-            names
-        }
+        None => list_records(&opts.db, "atr")?,
     };
     anyhow::ensure!(
         !records.is_empty(),
         "--db: no records with annotations (.atr) in {}",
         opts.db.display()
     );
-    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    write_rows(&opts.out, &records, |name| {
+        record_rows(&opts.db, name, &opts.lead)
+    })
+}
+
+/// `ecg-train dataset ptb`'s options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PtbOptions {
+    /// A PTB Diagnostic ECG Database folder (its `RECORDS` file names
+    /// `patient001/s0010_re` ...; each record a .hea, .dat and .xyz), or a
+    /// folder of Challenge-format PTB records (.hea + .mat).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The CSV to write; its side file is <out without .csv>.rows.csv.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Records to write (comma-separated; default: RECORDS, or every .hea).
+    #[arg(long, value_delimiter = ',')]
+    pub records: Option<Vec<String>>,
+    /// The lead (PTB names its limb lead II `ii`).
+    #[arg(long, default_value = "ii")]
+    pub lead: String,
+}
+
+/// What `ecg-train dataset ptb` wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PtbWritten {
+    pub written: Written,
+    /// Records of neither class (another reason for admission), left out.
+    pub other_records: usize,
+}
+
+/// Kachuee et al.'s MI transfer set from PTB: heartbeat rows of our
+/// detector's R peaks (PTB has no beat annotations), class 0 for a healthy
+/// control's record and 1 for a myocardial infarction's (the record's
+/// `Reason for admission`, [`crate::signal::wfdb::ptb`]); records of other
+/// diagnoses are left out.
+pub fn write_ptb(opts: &PtbOptions) -> Result<PtbWritten> {
+    use crate::signal::wfdb::{parse_header, ptb};
+    let records = match &opts.records {
+        Some(r) => r.clone(),
+        None => list_records(&opts.db, "hea")?,
+    };
+    anyhow::ensure!(
+        !records.is_empty(),
+        "--db: no records (RECORDS or .hea) in {}",
+        opts.db.display()
+    );
+    let mut other = 0;
+    let written = write_rows(&opts.out, &records, |name| {
+        let path = opts.db.join(format!("{name}.hea"));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let Some(class) = ptb::class(&parse_header(&format!("{name}.hea"), &text)?) else {
+            other += 1;
+            return Ok((Vec::new(), 0));
+        };
+        let rec = crate::eval::load_signals(&opts.db, name)?;
+        let choice = rec.select_lead(&opts.lead, true)?;
+        if let Some(w) = &choice.fallback_warning {
+            eprintln!("warning: {name}: {w}");
+        }
+        let lead = &rec.leads[choice.index].samples;
+        let peaks = crate::signal::qrs::detect_r_peaks(lead, rec.sampling_rate);
+        let rows = heartbeat_rows(lead, rec.sampling_rate, &peaks)?;
+        let left_out = peaks.len() - rows.len();
+        let rows = rows
+            .into_iter()
+            .map(|row| RecordRow {
+                samples: row.samples,
+                sample: peaks[row.beat] as u64,
+                symbol: "detected".into(),
+                class: class.index(),
+            })
+            .collect();
+        Ok((rows, left_out))
+    })?;
+    Ok(PtbWritten {
+        written,
+        other_records: other,
+    })
+}
+
+/// Writes the rows `rows_of` gives for each record, and their side file.
+fn write_rows(
+    out: &Path,
+    records: &[String],
+    mut rows_of: impl FnMut(&str) -> Result<(Vec<RecordRow>, usize)>,
+) -> Result<Written> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let open = |p: &Path| -> Result<std::io::BufWriter<std::fs::File>> {
@@ -138,8 +241,8 @@ pub fn write(opts: &HeartbeatOptions) -> Result<Written> {
             std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
         ))
     };
-    let side = side_file(&opts.out);
-    let (mut csv, mut rows_csv) = (open(&opts.out)?, open(&side)?);
+    let side = side_file(out);
+    let (mut csv, mut rows_csv) = (open(out)?, open(&side)?);
     writeln!(rows_csv, "row,record,sample,symbol,class")?;
     let mut written = Written {
         rows: 0,
@@ -147,8 +250,8 @@ pub fn write(opts: &HeartbeatOptions) -> Result<Written> {
         left_out: 0,
         side_file: side.clone(),
     };
-    for name in &records {
-        let (rows, left_out) = record_rows(&opts.db, name, &opts.lead)?;
+    for name in records {
+        let (rows, left_out) = rows_of(name)?;
         written.left_out += left_out;
         for row in rows {
             let values: Vec<String> = row.samples.iter().map(|v| v.to_string()).collect();
@@ -421,18 +524,19 @@ fn sets(opts: &HeartbeatTrainOptions) -> Result<(Split, [WindowSet; 3])> {
     ))
 }
 
-fn describe(name: &str, set: &WindowSet) {
-    let counts = set.class_counts(AamiClass::ALL.len());
-    eprintln!(
-        "{name:<10} {:>6} rows (N {}, S {}, V {}, F {}, Q {})",
-        set.len(),
-        counts[0],
-        counts[1],
-        counts[2],
-        counts[3],
-        counts[4]
-    );
+fn describe(name: &str, set: &WindowSet, labels: &[String]) {
+    let counts = set.class_counts(labels.len());
+    let per: Vec<String> = labels
+        .iter()
+        .zip(&counts)
+        .map(|(l, c)| format!("{l} {c}"))
+        .collect();
+    eprintln!("{name:<10} {:>6} rows ({})", set.len(), per.join(", "));
 }
+
+/// The label rule of rows with AAMI classes.
+const AAMI_RULE: &str =
+    "the row's class column: the AAMI class of its reference beat (0-4 = N S V F Q)";
 
 /// The class names in index order.
 fn labels() -> Vec<&'static str> {
@@ -447,11 +551,13 @@ enum Start<'a> {
     From { record: &'a Path, freeze: bool },
 }
 
-/// A network of `arch` (its hyper-parameters `network`) on the training
-/// device: fresh, or `start`'s weights.
+/// The network `fresh` makes (`trained` outputs) on the training device:
+/// as it is, or with `start`'s weights and, when `classes` differs from
+/// `trained`, a new last layer of `classes` outputs.
 fn initial<M: Classifier>(
     fresh: impl FnOnce(&burn::prelude::Device) -> M,
     start: &Start,
+    (trained, classes): (usize, usize),
 ) -> impl FnOnce(&burn::prelude::Device) -> Result<M> {
     let start = match start {
         Start::Fresh => None,
@@ -465,6 +571,11 @@ fn initial<M: Classifier>(
         let net = net
             .try_load_file(&record)
             .map_err(|e| anyhow::anyhow!("cannot load {}: {e:?}", record.display()))?;
+        let net = if classes != trained {
+            net.with_new_head(classes, device)
+        } else {
+            net
+        };
         Ok(if freeze { net.freeze_backbone() } else { net })
     }
 }
@@ -483,6 +594,10 @@ struct Job<'a> {
     notes: serde_json::Map<String, serde_json::Value>,
     /// The starting model's figures on the same test rows.
     before: Option<MultiReport>,
+    /// The class names, in the rows' class order.
+    labels: Vec<String>,
+    /// How the rows were labelled (the card's `label_rule`).
+    label_rule: String,
 }
 
 /// Trains `job.arch` on the rows, exports and checks it, measures it on the
@@ -490,27 +605,44 @@ struct Job<'a> {
 /// log and report.
 fn fit(job: Job, split: Split, [train, val, test]: [WindowSet; 3]) -> Result<PathBuf> {
     for (name, set) in [("train", &train), ("validation", &val), ("test", &test)] {
-        describe(name, set);
+        describe(name, set, &job.labels);
     }
     std::fs::create_dir_all(job.out)
         .with_context(|| format!("cannot create {}", job.out.display()))?;
     let base = job.out.join(job.name);
-    let classes = AamiClass::ALL.len();
+    let classes = job.labels.len();
+    for (what, set) in [("train", &train), ("validation", &val), ("test", &test)] {
+        if let Some(i) = set.labels.iter().position(|&l| usize::from(l) >= classes) {
+            bail!(
+                "{what} row {} ({} sample {}) has class {}; the model's classes are 0-{} ({})",
+                i + 1,
+                set.records[i],
+                set.starts[i],
+                set.labels[i],
+                classes - 1,
+                job.labels.join(", ")
+            );
+        }
+    }
     let (name, version) = (job.name, job.version);
     let mut cfg = job.cfg;
     let sets = [&train, &val, &test];
-    let config_of = |defaults: serde_json::Value| -> Result<serde_json::Value> {
-        Ok(job.network.clone().unwrap_or(defaults))
-    };
+    // The hyper-parameters as trained (`network`, whose class count may
+    // differ) or the defaults, then this run's class count.
+    let config_of = |defaults: serde_json::Value| job.network.clone().unwrap_or(defaults);
     let (fitted, network) = match job.arch {
         Arch::KachueeResnet => {
-            let c: ResNetConfig = serde_json::from_value(config_of(serde_json::to_value(
+            let c0: ResNetConfig = serde_json::from_value(config_of(serde_json::to_value(
                 ResNetConfig::new().with_classes(classes),
-            )?)?)?;
-            c.validate().map_err(anyhow::Error::msg)?;
+            )?))?;
+            c0.validate().map_err(anyhow::Error::msg)?;
+            let c = c0.clone().with_classes(classes);
             let fitted = fit_and_export_with(
                 &mut cfg,
-                (classes, initial(|d| c.init(d), &job.start)),
+                (
+                    classes,
+                    initial(|d| c0.init(d), &job.start, (c0.classes, classes)),
+                ),
                 sets,
                 &base,
                 |net| super::onnx::export_resnet(net, &c, name, version),
@@ -518,12 +650,16 @@ fn fit(job: Job, split: Split, [train, val, test]: [WindowSet; 3]) -> Result<Pat
             (fitted, serde_json::to_value(&c)?)
         }
         Arch::AttentionCnn => {
-            let c: AttentionNetConfig = serde_json::from_value(config_of(serde_json::to_value(
+            let c0: AttentionNetConfig = serde_json::from_value(config_of(serde_json::to_value(
                 AttentionNetConfig::beat(1, LENGTH, 0),
-            )?)?)?;
+            )?))?;
+            let c = c0.clone().with_classes(classes);
             let fitted = fit_and_export_with(
                 &mut cfg,
-                (classes, initial(|d| c.init(d), &job.start)),
+                (
+                    classes,
+                    initial(|d| c0.init(d), &job.start, (c0.classes, classes)),
+                ),
                 sets,
                 &base,
                 |net| super::onnx::export(net, &c, name, version),
@@ -531,12 +667,16 @@ fn fit(job: Job, split: Split, [train, val, test]: [WindowSet; 3]) -> Result<Pat
             (fitted, serde_json::to_value(&c)?)
         }
         Arch::CnnLstm => {
-            let c: CnnLstmConfig = serde_json::from_value(config_of(serde_json::to_value(
+            let c0: CnnLstmConfig = serde_json::from_value(config_of(serde_json::to_value(
                 CnnLstmConfig::new().with_classes(classes),
-            )?)?)?;
+            )?))?;
+            let c = c0.clone().with_classes(classes);
             let fitted = fit_and_export_with(
                 &mut cfg,
-                (classes, initial(|d| c.init(d), &job.start)),
+                (
+                    classes,
+                    initial(|d| c0.init(d), &job.start, (c0.classes, classes)),
+                ),
                 sets,
                 &base,
                 |net| super::onnx::export_cnn_lstm(net, &c, name, version),
@@ -544,7 +684,7 @@ fn fit(job: Job, split: Split, [train, val, test]: [WindowSet; 3]) -> Result<Pat
             (fitted, serde_json::to_value(&c)?)
         }
     };
-    let names = labels();
+    let names: Vec<&str> = job.labels.iter().map(String::as_str).collect();
     let val_report = MultiReport::new(
         &MultiReport::argmax(&fitted.val_probs, classes),
         &val.labels,
@@ -601,7 +741,7 @@ fn fit(job: Job, split: Split, [train, val, test]: [WindowSet; 3]) -> Result<Pat
         version: version.to_string(),
         file: format!("{name}.onnx"),
         sha256: sha256_hex(&fitted.bytes),
-        labels: strings(&names),
+        labels: job.labels.clone(),
         input: TensorSpec {
             name: "signal".into(),
             shape: vec![-1, 1, LENGTH as i64],
@@ -619,9 +759,7 @@ fn fit(job: Job, split: Split, [train, val, test]: [WindowSet; 3]) -> Result<Pat
             decision: BeatDecision {
                 chosen_by: "argmax over the five classes".into(),
             },
-            label_rule:
-                "the row's class column: the AAMI class of its reference beat (0-4 = N S V F Q)"
-                    .into(),
+            label_rule: job.label_rule.clone(),
         }),
         split,
         training: TrainingRecord {
@@ -688,6 +826,8 @@ pub fn run(opts: &HeartbeatTrainOptions) -> Result<PathBuf> {
         start: Start::Fresh,
         notes,
         before: None,
+        labels: strings(&labels()),
+        label_rule: AAMI_RULE.into(),
     };
     fit(job, split, sets)
 }
@@ -712,18 +852,30 @@ pub struct FinetuneOptions {
     pub from: PathBuf,
     #[arg(long, value_enum, default_value = "backbone")]
     pub freeze: Freeze,
-    /// Folder of WFDB records (with .atr) to adapt to, at any sampling rate.
-    #[arg(long, env = "ECG_DB")]
-    pub db: PathBuf,
-    /// Records to fine-tune on (a random 10 % of their rows picks the epoch).
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Heartbeat CSV to fine-tune on (e.g. `ecg-train dataset ptb`'s output,
+    /// or the Kaggle ptbdb files); a random 10 % of its rows picks the epoch.
+    #[arg(long, conflicts_with = "db")]
+    pub data: Option<PathBuf>,
+    /// Heartbeat CSV of held-out rows, measured before and after (with --data).
+    #[arg(long, requires = "data")]
+    pub test: Option<PathBuf>,
+    /// Or: a folder of WFDB records with beat annotations (.atr), at any rate.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// With --db: records to fine-tune on (a random 10 % of their rows picks the epoch).
+    #[arg(long, value_delimiter = ',', requires = "db")]
     pub records: Vec<String>,
-    /// Held-out records measured before and after.
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// With --db: held-out records, measured before and after.
+    #[arg(long, value_delimiter = ',', requires = "db")]
     pub test_records: Vec<String>,
-    /// The lead (another name falls back to the first lead with a warning).
+    /// With --db: the lead (another name falls back to the first lead with a warning).
     #[arg(long, default_value = "ECG1")]
     pub lead: String,
+    /// The classes of the new data, in class-index order (default: the
+    /// model's). Another number of classes than the model's gives it a new
+    /// last layer, e.g. `healthy,MI` for PTB.
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
     #[arg(long, default_value = "models")]
     pub out: PathBuf,
     #[arg(long, default_value = "ecg-heartbeat-finetuned")]
@@ -755,8 +907,9 @@ struct TrainedWith {
     record: String,
 }
 
-/// `ecg-train finetune`: a trained heartbeat model adapted to other records,
-/// its backbone frozen or not, measured on held-out records before and after.
+/// `ecg-train finetune`: a trained heartbeat model adapted to other rows
+/// (other records, or another task with a new last layer), its backbone
+/// frozen or not, measured on held-out rows before and after.
 pub fn finetune(opts: &FinetuneOptions) -> Result<PathBuf> {
     let (card, bytes) = ModelCard::open(&opts.from)?;
     card.heartbeat()?;
@@ -772,46 +925,90 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<PathBuf> {
     let record = card
         .model_path(&opts.from.with_extension("json"))
         .with_file_name(&trained.record);
-    if let Some(r) = opts.test_records.iter().find(|r| opts.records.contains(r)) {
-        bail!(
-            "record {r} is in both --records and --test-records: the test records must be held out"
-        );
-    }
     let mut rng = SplitMix::new(opts.seed);
-    let pool = load_db(&opts.db, &opts.records, &opts.lead)?;
+    let (pool, test, split) = match (&opts.data, &opts.db) {
+        (Some(data), _) => {
+            let Some(test) = &opts.test else {
+                bail!("--data needs --test: the held-out rows measured before and after");
+            };
+            let split = Split {
+                kind: format!(
+                    "fine-tuned on {} (a random 10 % of its rows for validation), tested on {}",
+                    data.display(),
+                    test.display()
+                ),
+                train_records: vec![data.display().to_string()],
+                validation_records: vec![data.display().to_string()],
+                test_records: vec![test.display().to_string()],
+                excluded_records: vec![],
+            };
+            (load_csv(data)?, load_csv(test)?, split)
+        }
+        (None, Some(db)) => {
+            if opts.records.is_empty() || opts.test_records.is_empty() {
+                bail!("--db needs --records to fine-tune on and --test-records to measure");
+            }
+            if let Some(r) = opts.test_records.iter().find(|r| opts.records.contains(r)) {
+                bail!("record {r} is in both --records and --test-records: the test records must be held out");
+            }
+            let d = db.display();
+            let split = Split {
+                kind: format!(
+                    "fine-tuned on records of {d} (a random 10 % of their rows for validation), tested on other records of {d}"
+                ),
+                train_records: opts.records.clone(),
+                validation_records: opts.records.clone(),
+                test_records: opts.test_records.clone(),
+                excluded_records: vec![],
+            };
+            (
+                load_db(db, &opts.records, &opts.lead)?,
+                load_db(db, &opts.test_records, &opts.lead)?,
+                split,
+            )
+        }
+        (None, None) => bail!("give the rows to fine-tune on: --data FILE.csv --test FILE.csv, or --db DIR --records ... --test-records ..."),
+    };
     let mut idx: Vec<usize> = (0..pool.len()).collect();
     rng.shuffle(&mut idx);
     let (val_idx, train_idx) = idx.split_at(pool.len() / 10);
-    let test = capped(
-        load_db(&opts.db, &opts.test_records, &opts.lead)?,
-        opts.max_rows,
-        &mut rng,
-    );
+    let test = capped(test, opts.max_rows, &mut rng);
     let train = capped(pool.subset(train_idx), opts.max_rows, &mut rng);
     let val = capped(pool.subset(val_idx), opts.max_rows, &mut rng);
-    let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
-    let names = labels();
-    let before = MultiReport::new(
-        &MultiReport::argmax(&predict_onnx(&mut session, &test, 256)?, names.len()),
-        &test.labels,
-        &names,
-    );
-    let db = opts.db.display().to_string();
-    let split = Split {
-        kind: format!(
-            "fine-tuned on records of {db} (a random 10 % of their rows for validation), tested on other records of {db}"
-        ),
-        train_records: opts.records.clone(),
-        validation_records: opts.records.clone(),
-        test_records: opts.test_records.clone(),
-        excluded_records: vec![],
+    let labels = if opts.labels.is_empty() {
+        card.labels.clone()
+    } else {
+        opts.labels.clone()
+    };
+    // The model as it is, on the held-out rows (when it has their classes).
+    let before = if labels == card.labels {
+        let mut session = Runtime::get()?.session(&bytes, 2, Provider::Cpu)?;
+        let names: Vec<&str> = labels.iter().map(String::as_str).collect();
+        Some(MultiReport::new(
+            &MultiReport::argmax(&predict_onnx(&mut session, &test, 256)?, names.len()),
+            &test.labels,
+            &names,
+        ))
+    } else {
+        None
     };
     let mut notes = serde_json::Map::new();
     notes.insert(
         "finetuned_from".into(),
-        json!({"name": card.name, "version": card.version, "sha256": card.sha256, "freeze": opts.freeze}),
+        json!({
+            "name": card.name, "version": card.version, "sha256": card.sha256,
+            "freeze": opts.freeze, "labels": card.labels,
+            "new_head": labels.len() != card.labels.len(),
+        }),
     );
-    notes.insert("lead".into(), json!(opts.lead));
+    let label_rule = match card.heartbeat()?.label_rule.as_str() {
+        rule if labels == card.labels => rule.to_string(),
+        _ => format!(
+            "the row's class column, 0-{}: {}",
+            labels.len() - 1,
+            labels.join(", ")
+        ),
+    };
     let job = Job {
         out: &opts.out,
         name: &opts.name,
@@ -830,7 +1027,9 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<PathBuf> {
             freeze: opts.freeze == Freeze::Backbone,
         },
         notes,
-        before: Some(before),
+        before,
+        labels,
+        label_rule,
     };
     fit(job, split, [train, val, test])
 }

@@ -264,4 +264,14 @@ impl super::training::Classifier for AttentionNet {
         self.attention = self.attention.no_grad();
         self
     }
+
+    fn with_new_head(mut self, classes: usize, device: &Device) -> Self {
+        let [inputs, _] = self.head.weight.dims();
+        self.head = LinearConfig::new(inputs, classes).init(device);
+        self.wide = self.wide.map(|w| {
+            let [features, _] = w.weight.dims();
+            LinearConfig::new(features, classes).init(device)
+        });
+        self
+    }
 }

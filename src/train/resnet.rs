@@ -149,6 +149,12 @@ impl super::training::Classifier for ResNet {
         self.blocks = self.blocks.no_grad();
         self
     }
+
+    fn with_new_head(mut self, classes: usize, device: &Device) -> Self {
+        let [inputs, _] = self.head.weight.dims();
+        self.head = LinearConfig::new(inputs, classes).init(device);
+        self
+    }
 }
 
 #[cfg(test)]

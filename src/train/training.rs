@@ -153,6 +153,10 @@ pub trait Classifier: burn::module::Module {
     /// The network with its feature extractor (everything before the dense
     /// head) frozen: what `ecg-train finetune --freeze backbone` trains.
     fn freeze_backbone(self) -> Self;
+
+    /// The network with a freshly initialised last layer of `classes`
+    /// outputs (fine-tuning to another task).
+    fn with_new_head(self, classes: usize, device: &Device) -> Self;
 }
 
 /// A trained network and how it got there.

@@ -8,6 +8,7 @@
 pub mod annotation;
 pub mod format;
 pub mod header;
+pub mod ptb;
 
 pub use annotation::{read_annotations, Annotation};
 pub use format::Format;
