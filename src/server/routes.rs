@@ -331,6 +331,10 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "readiness": format!("{:?}", state.readiness()),
         "model": card.as_deref(),
         "labels": card.as_ref().map(|c| c.labels.clone()),
+        "heartbeat_model": state.analyser.heartbeat.as_ref().map(|pool| match pool.card() {
+            Some(c) => json!({ "name": c.name, "version": c.version, "sha256": c.sha256, "labels": c.labels }),
+            None => json!({ "readiness": format!("{:?}", pool.readiness()) }),
+        }),
         "model_rate_hz": card.as_ref().map(|c| c.kind.sample_rate_hz()),
         "limits": {
             "max_body_bytes": c.max_body_mb * 1024 * 1024,

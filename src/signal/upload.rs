@@ -12,7 +12,7 @@ use crate::signal::wfdb::{
 use crate::signal::{Recording, SignalError};
 
 /// The file types `/predict` accepts, for error messages.
-pub const ACCEPTED: &str = "a WFDB pair (.hea + .dat), a .dat alone (layout in query parameters), an .edf (EDF or EDF+), or a .csv; optionally a .atr";
+pub const ACCEPTED: &str = "a WFDB pair (.hea + .dat), a .dat alone (layout in query parameters), an .edf (EDF or EDF+), or a .csv of leads; optionally a .atr; or a .csv of heartbeat rows (187 values in [0, 1] per row, or 188 with the class last; no header)";
 
 /// One part of a multipart upload.
 #[derive(Debug, Clone)]
