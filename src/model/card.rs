@@ -370,6 +370,7 @@ mod tests {
             ("ecg-segment.json", Task::Segment),
             ("ecg-segment-net.json", Task::Segment),
             ("ecg-beat.json", Task::Beat),
+            ("ecg-heartbeat.json", Task::Heartbeat),
         ] {
             let path = dir.join(file);
             let card = ModelCard::read(&path).unwrap();
