@@ -275,7 +275,12 @@ fn heartbeat_architectures_train_on_csv_rows_and_match_onnx_runtime() {
         max_rows: Some(300),
     };
     let mut cards = Vec::new();
-    for arch in [Arch::KachueeResnet, Arch::AttentionCnn, Arch::CnnLstm] {
+    for arch in [
+        Arch::KachueeResnet,
+        Arch::AttentionCnn,
+        Arch::CnnLstm,
+        Arch::CrtNet,
+    ] {
         let out = dir.join(format!("{arch:?}"));
         let card = heartbeat::run(&options(arch, RowSplit::Random, out.clone())).unwrap();
         let (card, _) = ModelCard::open(&card.with_extension("onnx")).unwrap();

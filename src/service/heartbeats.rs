@@ -114,12 +114,13 @@ pub fn assemble(
             let label = card.labels.get(k).cloned().unwrap_or_default();
             *counts.entry(label.clone()).or_insert(0) += 1;
             // The file's class index, named as the model names its classes.
-            let reference = references
-                .and_then(|r| r.get(i))
-                .map(|&c| match card.labels.get(usize::from(c)) {
-                    Some(l) => l.clone(),
-                    None => c.to_string(),
-                });
+            let reference =
+                references
+                    .and_then(|r| r.get(i))
+                    .map(|&c| match card.labels.get(usize::from(c)) {
+                        Some(l) => l.clone(),
+                        None => c.to_string(),
+                    });
             agree += usize::from(reference.as_deref() == Some(label.as_str()));
             RowLabel {
                 row: i + 1,

@@ -24,6 +24,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::cnn_lstm::CnnLstmConfig;
+use super::crt_net::CrtNetConfig;
 use super::data::{load_record, SplitMix, WindowSet, BEAT_VALIDATION, DS1, DS2, PACED};
 use super::experiment::strings;
 use super::inference::predict_onnx;
@@ -284,6 +285,9 @@ pub enum Arch {
     AttentionCnn,
     /// Two convolutions and an LSTM ([`super::cnn_lstm`]).
     CnnLstm,
+    /// CRT-Net's convolutions, bidirectional GRU and Transformer encoder
+    /// ([`super::crt_net`]).
+    CrtNet,
 }
 
 /// How rows become train / validation / test sets.
@@ -680,6 +684,23 @@ fn fit(job: Job, split: Split, [train, val, test]: [WindowSet; 3]) -> Result<Pat
                 sets,
                 &base,
                 |net| super::onnx::export_cnn_lstm(net, &c, name, version),
+            )?;
+            (fitted, serde_json::to_value(&c)?)
+        }
+        Arch::CrtNet => {
+            let c0: CrtNetConfig = serde_json::from_value(config_of(serde_json::to_value(
+                CrtNetConfig::new().with_classes(classes),
+            )?))?;
+            let c = c0.clone().with_classes(classes);
+            let fitted = fit_and_export_with(
+                &mut cfg,
+                (
+                    classes,
+                    initial(|d| c0.init(d), &job.start, (c0.classes, classes)),
+                ),
+                sets,
+                &base,
+                |net| super::onnx::export_crt_net(net, &c, name, version),
             )?;
             (fitted, serde_json::to_value(&c)?)
         }

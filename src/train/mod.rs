@@ -11,6 +11,7 @@ pub mod augment;
 pub mod beat;
 pub mod beat_mlp;
 pub mod cnn_lstm;
+pub mod crt_net;
 pub mod data;
 pub mod evaluate;
 pub mod experiment;

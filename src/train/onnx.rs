@@ -12,12 +12,15 @@
 //! graph: it adds a linear term of `features` to one logit (`ecg-train stack`).
 
 use burn::module::Param;
+use burn::nn::attention::MultiHeadAttention;
 use burn::nn::conv::Conv1d;
 use burn::nn::Linear;
+use burn::nn::{GateController, LayerNorm};
 use burn::prelude::*;
 use prost::Message;
 
 use super::cnn_lstm::{CnnLstm, CnnLstmConfig};
+use super::crt_net::{CrtNet, CrtNetConfig};
 use super::model::{position_code, AttentionNet, AttentionNetConfig};
 use super::resnet::{ResNet, ResNetConfig};
 
@@ -57,6 +60,24 @@ fn attr_ints(name: &str, v: &[i64]) -> proto::AttributeProto {
         name: Some(name.into()),
         r#type: Some(AttributeType::Ints as i32),
         ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn attr_string(name: &str, v: &str) -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(v.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+fn attr_float(name: &str, v: f32) -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Float as i32),
+        f: Some(v),
         ..Default::default()
     }
 }
@@ -196,8 +217,7 @@ fn value_info(name: &str, dims: &[Option<i64>]) -> proto::ValueInfoProto {
 
 /// The attention block: projections, per-head scores, softmax, context, residual.
 /// Returns (hidden, attention weights `[B, H, T, T]`).
-fn attention(g: &mut Graph, net: &AttentionNet, tokens: &str) -> (String, String) {
-    let mha = &net.attention;
+fn attention(g: &mut Graph, mha: &MultiHeadAttention, tokens: &str) -> (String, String) {
     let (heads, d_k, d_model) = (mha.n_heads as i64, mha.d_k as i64, mha.d_model as i64);
     let split = g.int64("shape.split_heads", &[0, -1, heads, d_k]);
     let merge = g.int64("shape.merge_heads", &[0, -1, d_model]);
@@ -257,7 +277,7 @@ pub fn export(net: &AttentionNet, cfg: &AttentionNetConfig, name: &str, version:
         );
         tokens = g.node("Add", &[&tokens, &code], "tokens.positioned", vec![]);
     }
-    let (hidden, weights) = attention(&mut g, net, &tokens);
+    let (hidden, weights) = attention(&mut g, &net.attention, &tokens);
     let mut pooled = g.node(
         "ReduceMean",
         &[&hidden],
@@ -379,6 +399,132 @@ fn transposed(linear: &Linear) -> (Vec<f32>, Vec<f32>) {
     (t, bias)
 }
 
+/// ONNX's `W`, `R` and `B` of a recurrent operator from burn's gate
+/// controllers: per direction, the gates in the operator's order, each
+/// weight transposed to `[outputs, inputs]`; `B` per direction is all the
+/// input biases, then all the hidden ones.
+fn recurrent_weights(directions: &[&[&GateController]]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (mut w, mut r, mut b) = (Vec::new(), Vec::new(), Vec::new());
+    for gates in directions {
+        let mut hidden_bias = Vec::new();
+        for gate in gates.iter() {
+            let (wt, wb) = transposed(&gate.input_transform);
+            w.extend(wt);
+            b.extend(wb);
+            let (rt, rb) = transposed(&gate.hidden_transform);
+            r.extend(rt);
+            hidden_bias.extend(rb);
+        }
+        b.extend(hidden_bias);
+    }
+    (w, r, b)
+}
+
+/// LayerNormalization over the last axis.
+fn layer_norm(g: &mut Graph, name: &str, x: &str, norm: &LayerNorm, epsilon: f64) -> String {
+    let gamma = g.param(&format!("{name}.gamma"), &norm.gamma);
+    let mut inputs = vec![x.to_string(), gamma];
+    if let Some(beta) = &norm.beta {
+        inputs.push(g.param(&format!("{name}.beta"), beta));
+    }
+    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    g.node(
+        "LayerNormalization",
+        &refs,
+        name,
+        vec![attr_int("axis", -1), attr_float("epsilon", epsilon as f32)],
+    )
+}
+
+/// Serialises [`CrtNet`] (trained with `cfg`) as ONNX bytes: input `signal`
+/// `[batch, 1, samples]`, outputs `logits` `[batch, classes]` and `attention`
+/// `[batch, steps]`; the BiGRU is ONNX's `GRU` (bidirectional, gates z, r, h,
+/// `linear_before_reset = 1`), the encoder's norms `LayerNormalization`.
+pub fn export_crt_net(net: &CrtNet, cfg: &CrtNetConfig, name: &str, version: &str) -> Vec<u8> {
+    let mut g = Graph::default();
+    let pad = cfg.kernel / 2;
+    let x = g.conv("conv1", "signal", &net.conv1, pad);
+    let x = g.relu(&x);
+    let x = g.max_pool(&x);
+    let x = g.conv("conv2", &x, &net.conv2, pad);
+    let x = g.relu(&x);
+    let x = g.max_pool(&x);
+    let steps = g.transpose(&x, &[2, 0, 1], "steps"); // [T, B, C]
+    let gru = &net.gru;
+    let directions: Vec<[&GateController; 3]> = [&gru.forward, &gru.reverse]
+        .iter()
+        .map(|d| [&d.update_gate, &d.reset_gate, &d.new_gate])
+        .collect();
+    let refs: Vec<&[&GateController]> = directions.iter().map(|d| &d[..]).collect();
+    let (w, r, b) = recurrent_weights(&refs);
+    let (h, c) = (cfg.gru_hidden as i64, cfg.conv2_filters as i64);
+    let w = g.float("gru.W", vec![2, 3 * h, c], w);
+    let r = g.float("gru.R", vec![2, 3 * h, h], r);
+    let b = g.float("gru.B", vec![2, 6 * h], b);
+    g.nodes.push(proto::NodeProto {
+        op_type: Some("GRU".into()),
+        name: Some("gru_GRU".into()),
+        input: vec![steps, w, r, b],
+        output: vec!["gru.Y".into()],
+        attribute: vec![
+            attr_int("hidden_size", h),
+            attr_string("direction", "bidirectional"),
+            attr_int("linear_before_reset", 1),
+        ],
+        ..Default::default()
+    });
+    // Y [T, 2, B, H] -> [B, T, 2, H] -> [B, T, 2H] (forward states, then reverse).
+    let y = g.transpose("gru.Y", &[2, 0, 1, 3], "gru.Y.t");
+    let merge = g.int64("shape.gru_states", &[0, 0, -1]);
+    let states = g.node("Reshape", &[&y, &merge], "gru.states", vec![]);
+    let (hidden, weights) = attention(&mut g, &net.attention, &states);
+    let eps = cfg.layer_norm_epsilon;
+    let x = layer_norm(&mut g, "norm1", &hidden, &net.norm1, eps);
+    let f = g.linear("ff1", &x, &net.ff1);
+    let f = g.relu(&f);
+    let f = g.linear("ff2", &f, &net.ff2);
+    let x = g.node("Add", &[&x, &f], "encoder.residual", vec![]);
+    let x = layer_norm(&mut g, "norm2", &x, &net.norm2, eps);
+    let pooled = g.node(
+        "ReduceMean",
+        &[&x],
+        "pooled",
+        vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)],
+    );
+    let d = g.linear("dense", &pooled, &net.dense);
+    let d = g.relu(&d);
+    let logits = g.linear("head", &d, &net.head);
+    g.node("Identity", &[&logits], LOGITS, vec![]);
+    g.node(
+        "ReduceMean",
+        &[&weights],
+        "attention",
+        vec![attr_ints("axes", &[1, 2]), attr_int("keepdims", 0)],
+    );
+    let graph = proto::GraphProto {
+        name: Some(name.into()),
+        node: g.nodes,
+        initializer: g.initializers,
+        input: vec![value_info(
+            "signal",
+            &[None, Some(1), Some(cfg.input_samples as i64)],
+        )],
+        output: vec![
+            value_info(LOGITS, &[None, Some(cfg.classes as i64)]),
+            value_info("attention", &[None, Some((cfg.input_samples / 4) as i64)]),
+        ],
+        ..Default::default()
+    };
+    model_proto(
+        graph,
+        format!(
+            "{name} {version}: CRT-Net-style CNN + BiGRU + {}-head Transformer encoder ({} classes)",
+            cfg.heads, cfg.classes
+        ),
+    )
+    .encode_to_vec()
+}
+
 /// Serialises [`CnnLstm`] (trained with `cfg`) as ONNX bytes: input `signal`
 /// `[batch, 1, samples]`, output `logits` `[batch, classes]`; the LSTM is
 /// ONNX's `LSTM` operator (gates i, o, f, c; W, R and both biases from burn's
@@ -399,20 +545,11 @@ pub fn export_cnn_lstm(net: &CnnLstm, cfg: &CnnLstmConfig, name: &str, version: 
         .as_ref()
         .expect("the network is built with a forget gate");
     let gates = [&lstm.input_gate, &lstm.output_gate, forget, &lstm.cell_gate];
-    let (mut w, mut r, mut wb, mut rb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for gate in gates {
-        let (wt, b) = transposed(&gate.input_transform);
-        w.extend(wt);
-        wb.extend(b);
-        let (rt, b) = transposed(&gate.hidden_transform);
-        r.extend(rt);
-        rb.extend(b);
-    }
+    let (w, r, b) = recurrent_weights(&[&gates]);
     let (h, c) = (cfg.hidden as i64, cfg.conv2_filters as i64);
     let w = g.float("lstm.W", vec![1, 4 * h, c], w);
     let r = g.float("lstm.R", vec![1, 4 * h, h], r);
-    wb.extend(rb);
-    let b = g.float("lstm.B", vec![1, 8 * h], wb);
+    let b = g.float("lstm.B", vec![1, 8 * h], b);
     g.nodes.push(proto::NodeProto {
         op_type: Some("LSTM".into()),
         name: Some("lstm_LSTM".into()),
