@@ -150,8 +150,25 @@ impl Analyser {
             })
         })?;
         let expected = card.heartbeat()?.preprocessing.samples;
-        let received = request.received;
-        let parts = request.parts;
+        if expected != HEARTBEAT_LENGTH {
+            return Err(ServiceError::Internal(format!(
+                "{} {} reads rows of {expected} values, the heartbeat format has {HEARTBEAT_LENGTH}",
+                card.name, card.version
+            )));
+        }
+        let mut warnings = request.warnings;
+        for (given, name) in [
+            (request.read.fs.is_some(), "fs"),
+            (request.lead.is_some(), "lead"),
+        ] {
+            if given {
+                warnings.push(format!(
+                    "{name} ignored: heartbeat rows are one beat each at 125 Hz, read as they are"
+                ));
+            }
+        }
+        let (received, parts) = (request.received, request.parts);
+        let started = Instant::now();
         let table = tokio::task::spawn_blocking(move || {
             let part = rows_part(&parts)
                 .ok_or_else(|| ServiceError::Internal("the heartbeat rows went missing".into()))?;
@@ -159,13 +176,7 @@ impl Analyser {
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("the analysis task failed: {e}")))??;
-        if expected != HEARTBEAT_LENGTH {
-            return Err(ServiceError::Internal(format!(
-                "{} {} reads rows of {expected} values, the heartbeat format has {HEARTBEAT_LENGTH}",
-                card.name, card.version
-            )));
-        }
-        let decode = received.elapsed();
+        let decode = started.elapsed();
         let labels = table.labels;
         let result = answer(pool.submit(Box::new(HeartbeatRows(table.values)))?).await?;
         let timing = HeartbeatTiming {
@@ -175,7 +186,7 @@ impl Analyser {
             total: ms(received.elapsed()),
         };
         let mut response = heartbeats::assemble(&card, &result.outputs, labels.as_deref(), timing);
-        response.warnings = request.warnings;
+        response.warnings = warnings;
         Ok(response)
     }
 
