@@ -3,8 +3,10 @@
 //! features) and its inference through ONNX Runtime as the server runs it (one
 //! session on the process's shared thread pool of every CPU, no spinning, the
 //! server's default batch: 16 segment windows, 256 beats), for the shipped
-//! `ecg-segment` and `ecg-beat` and the 1.0.0 beat network `ecg-beat-net`.
-//! Divide the beat rows by 2,273 for the time per beat. `segment_batch/N` runs
+//! `ecg-segment` and `ecg-beat`, the 1.0.0 beat network `ecg-beat-net` and
+//! the heartbeat-rows model `ecg-heartbeat` (on record 100's rows: `rows` is
+//! making them from the lead, which the server does not do; it runs uploaded
+//! rows). Divide the beat rows by 2,273 for the time per beat. `segment_batch/N` runs
 //! the segment model in batches of N (how the server's default was chosen).
 //! Needs ONNX Runtime (`ORT_DYLIB_PATH`, as `scripts/fetch-ort.sh` prints).
 //! `BENCH_MODELS=a,b` runs the models `models/a.onnx`, `models/b.onnx`
@@ -14,7 +16,10 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use ecg_serve::engine::{available_cpus, Provider, Runtime, SharedThreads};
 use ecg_serve::model::{model_inputs, LeadRequest, ModelCard, ModelKind, Models, Rows};
+use ecg_serve::service::heartbeats::HeartbeatRows;
 use ecg_serve::service::run_batches;
+use ecg_serve::signal::heartbeat::heartbeat_rows;
+use ecg_serve::signal::qrs::detect_r_peaks;
 use ecg_serve::signal::wfdb::{parse_header, read_record, ReadOptions};
 use std::hint::black_box;
 use std::path::Path;
@@ -41,7 +46,7 @@ fn models(c: &mut Criterion) {
     let mut g = c.benchmark_group("models_record_100");
     g.sample_size(10);
     let names = std::env::var("BENCH_MODELS")
-        .unwrap_or_else(|_| "ecg-segment,ecg-beat,ecg-beat-net".into());
+        .unwrap_or_else(|_| "ecg-segment,ecg-beat,ecg-beat-net,ecg-heartbeat".into());
     for name in names.split(',') {
         let model = if name.contains('/') {
             Path::new(name).to_path_buf()
@@ -49,6 +54,7 @@ fn models(c: &mut Criterion) {
             Path::new(root).join("models").join(format!("{name}.onnx"))
         };
         let (card, bytes) = ModelCard::open(&model).unwrap();
+        let label = format!("{name}-{}", card.version);
         let models = match &card.kind {
             ModelKind::Segment(s) => Models {
                 segment: Some(&s.preprocessing),
@@ -58,22 +64,32 @@ fn models(c: &mut Criterion) {
                 segment: None,
                 beat: Some(&b.preprocessing),
             },
-            ModelKind::Heartbeat(_) => {
-                eprintln!(
-                    "{name}: a heartbeat model reads uploaded rows, not a recording: skipped"
-                );
-                continue;
-            }
+            ModelKind::Heartbeat(_) => Models {
+                segment: None,
+                beat: None,
+            },
         };
-        let label = format!("{name}-{}", card.version);
-        g.bench_function(format!("{label}/inputs"), |b| {
-            b.iter(|| model_inputs(black_box(&rec), lead, models).unwrap())
-        });
-        let inputs = model_inputs(&rec, lead, models).unwrap();
-        let rows: Box<dyn Rows> = match (inputs.segment, inputs.beat) {
-            (Some(s), _) => Box::new(s),
-            (_, Some(b)) => Box::new(b),
-            _ => unreachable!("one model's inputs were asked for"),
+        let rows: Box<dyn Rows> = if let ModelKind::Heartbeat(_) = card.kind {
+            // Record 100 as heartbeat rows of its detected beats (what an
+            // upload of rows holds; the server runs them as they come).
+            let x = &rec.leads[0].samples;
+            let make = || {
+                let peaks = detect_r_peaks(x, rec.sampling_rate);
+                heartbeat_rows(x, rec.sampling_rate, &peaks).unwrap()
+            };
+            g.bench_function(format!("{label}/rows"), |b| b.iter(|| black_box(make())));
+            let values = make().into_iter().flat_map(|r| r.samples).collect();
+            Box::new(HeartbeatRows(values))
+        } else {
+            g.bench_function(format!("{label}/inputs"), |b| {
+                b.iter(|| model_inputs(black_box(&rec), lead, models).unwrap())
+            });
+            let inputs = model_inputs(&rec, lead, models).unwrap();
+            match (inputs.segment, inputs.beat) {
+                (Some(s), _) => Box::new(s),
+                (_, Some(b)) => Box::new(b),
+                _ => unreachable!("one model's inputs were asked for"),
+            }
         };
         let tail = card.kind.input_shape();
         let mut session = runtime.shared_session(&bytes, Provider::Cpu).unwrap();
