@@ -69,6 +69,15 @@ try {
     await page.screenshot({ path: screenshot, fullPage: true });
     console.log("screenshot: " + screenshot);
   }
+  // Heartbeat rows (the Kaggle layout): a label per row, nothing to draw.
+  await page.setInputFiles("#files", [path.join(fixtures, "..", "heartbeat", "rows-100.csv")]);
+  await page.evaluate(() => { document.body.dataset.state = "loading"; });
+  await page.click("#analyse");
+  await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: 60000 });
+  check((await page.evaluate(() => document.body.dataset.rows)) === "20", "20 heartbeat rows labelled (" + (await page.textContent("#status")) + ")");
+  const rowsSummary = await page.textContent("#summary");
+  check(/20 rows/.test(rowsSummary) && /% agree/.test(rowsSummary), "the summary names the rows and their agreement: " + rowsSummary);
+  check(errors.length === 0, "no script errors after the rows" + (errors.length ? ": " + errors.join("; ") : ""));
 } finally {
   await browser.close();
 }
