@@ -89,6 +89,21 @@ async fn protocol_rules_and_errors() {
     assert_eq!(body["model_name"], "ecg-beat");
     assert_eq!(body["outputs"][0]["shape"], json!([2, 5]));
     assert_eq!(body["outputs"][0]["data"].as_array().unwrap().len(), 10);
+    // The heartbeat-rows model: `signal` [-1, 1, 187] in, `logits` out.
+    let r = client
+        .post(server.url("/v2/models/ecg-heartbeat/infer"))
+        .bearer_auth("k")
+        .json(
+            &json!({"inputs": [{"name": "signal", "shape": [3, 1, 187], "datatype": "FP32",
+            "data": vec![0.25f32; 3 * 187]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["model_name"], "ecg-heartbeat");
+    assert_eq!(body["outputs"][0]["shape"], json!([3, 5]));
     let (two, zero) = (
         format!("2 values for shape [1, {w}]"),
         format!("shape [0, {w}]"),

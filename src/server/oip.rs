@@ -3,11 +3,13 @@
 //! tensors, so that the protocol's clients, gateways and dashboards can call
 //! the models without `/predict`'s signal pipeline.
 //!
-//! The models are named as their cards (`ecg-segment`, `ecg-beat`), at their
-//! cards' versions. Their inputs and outputs are the ONNX model's: the
-//! segment model takes `signal` `[-1, 1, 3600]` (z-scored 10 s windows at the
-//! model rate) and `features` `[-1, 6]`; the beat model `features` `[-1, 75]`;
-//! both answer `logits`, the segment model also `attention`. Tensors are FP32,
+//! The models are named as their cards (`ecg-segment`, `ecg-beat`,
+//! `ecg-heartbeat`), at their cards' versions. Their inputs and outputs are
+//! the ONNX model's: the segment model takes `signal` `[-1, 1, 3600]`
+//! (z-scored 10 s windows at the model rate) and `features` `[-1, 6]`; the
+//! beat model `features` `[-1, 80]`; the heartbeat model `signal`
+//! `[-1, 1, 187]` (heartbeat rows); all answer `logits`, the segment model
+//! also `attention`. Tensors are FP32,
 //! any batch, in JSON (`data`, flat or nested, row-major) or in the binary
 //! tensor extension (`Inference-Header-Content-Length`, `binary_data_size`,
 //! `binary_data` / `binary_data_output`), which `tritonclient` uses by default.
@@ -80,7 +82,9 @@ fn model(
     name: &str,
     version: Option<&str>,
 ) -> Result<(Arc<EnginePool>, Arc<ModelCard>), ApiError> {
-    let pools = std::iter::once(&state.analyser.segment).chain(state.analyser.beat.as_ref());
+    let pools = std::iter::once(&state.analyser.segment)
+        .chain(state.analyser.beat.as_ref())
+        .chain(state.analyser.heartbeat.as_ref());
     let mut names = Vec::new();
     for pool in pools {
         let Some(card) = pool.card() else { continue };
