@@ -273,6 +273,7 @@ fn heartbeat_architectures_train_on_csv_rows_and_match_onnx_runtime() {
         noise_std: 0.0,
         seed: 7,
         max_rows: Some(300),
+        max_train_rows: None,
     };
     let mut cards = Vec::new();
     for arch in [
