@@ -56,7 +56,7 @@ pub struct RowLabel {
     pub row: usize,
     #[schema(example = "N")]
     pub label: String,
-    /// Per class, in the model's label order.
+    /// Per class, by the class names (the model's labels).
     pub probabilities: BTreeMap<String, f32>,
     /// The file's class for the row (its 188th column), when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
