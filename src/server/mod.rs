@@ -243,31 +243,36 @@ pub fn start_pool(config: &Config) -> Arc<EnginePool> {
 }
 
 /// Starts the heartbeat model's pool (uploads of heartbeat rows), unless
-/// `--heartbeat-model none`. Like the beat pool, its queue holds every
-/// admitted request. A heartbeat model that does not load leaves recordings
-/// served; uploads of rows are then refused with its reason.
+/// `--heartbeat-model none`. A heartbeat model that does not load leaves
+/// recordings served; uploads of rows are then refused with its reason.
 pub fn start_heartbeat_pool(config: &Config) -> Option<Arc<EnginePool>> {
-    let card_path = config.heartbeat_card_path()?;
-    Some(EnginePool::start(PoolOptions {
-        card_path,
-        task: Task::Heartbeat,
-        provider: config.execution_provider,
-        allow_cpu_fallback: config.allow_cpu_fallback,
-        sessions: config.sessions.max(1),
-        intra_threads: config.intra_threads,
-        queue_size: config.sessions.max(1) + config.queue_size.max(1),
-        max_batch: config.windows_per_run() * BEAT_BATCH_FACTOR,
-    }))
+    Some(start_per_request_pool(
+        config,
+        config.heartbeat_card_path()?,
+        Task::Heartbeat,
+    ))
 }
 
-/// Starts the beat model's pool, unless `--beat-model none`. Every admitted
-/// request may queue one beat job, so its queue holds all of them: a request
-/// admitted by the segment pool is never refused here.
+/// Starts the beat model's pool, unless `--beat-model none`.
 pub fn start_beat_pool(config: &Config) -> Option<Arc<EnginePool>> {
-    let card_path = config.beat_card_path()?;
-    Some(EnginePool::start(PoolOptions {
+    Some(start_per_request_pool(
+        config,
+        config.beat_card_path()?,
+        Task::Beat,
+    ))
+}
+
+/// A pool of beat-sized rows (the beat model's, the heartbeat model's). Every
+/// admitted request may queue one job here, so its queue holds all of them:
+/// a request admitted by the segment pool is never refused here.
+fn start_per_request_pool(
+    config: &Config,
+    card_path: std::path::PathBuf,
+    task: Task,
+) -> Arc<EnginePool> {
+    EnginePool::start(PoolOptions {
         card_path,
-        task: Task::Beat,
+        task,
         provider: config.execution_provider,
         allow_cpu_fallback: config.allow_cpu_fallback,
         sessions: config.sessions.max(1),
@@ -275,7 +280,7 @@ pub fn start_beat_pool(config: &Config) -> Option<Arc<EnginePool>> {
         queue_size: config.sessions.max(1) + config.queue_size.max(1),
         // A beat window is 14x shorter than a segment window.
         max_batch: config.windows_per_run() * BEAT_BATCH_FACTOR,
-    }))
+    })
 }
 
 /// Beat windows per segment window in one ONNX Runtime run.
