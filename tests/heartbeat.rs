@@ -125,3 +125,37 @@ fn a_missing_database_is_a_one_line_error() {
     assert!(stderr.contains("--db: cannot read"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+/// `ecg-train beat --data FILE.csv --arch ...` (the commands of the
+/// heartbeat-format projects) runs `ecg-train heartbeat`; a hyper-parameter
+/// the network does not have is refused before training, naming the others.
+#[test]
+fn beat_with_heartbeat_rows_is_the_heartbeat_trainer() {
+    let out = std::env::temp_dir().join(format!("ecg-heartbeat-alias-{}", std::process::id()));
+    let o = Command::new(env!("CARGO_BIN_EXE_ecg-train"))
+        .args([
+            "beat",
+            "--arch",
+            "crt-net",
+            "--network",
+            "hidden=3",
+            "--data",
+        ])
+        .arg(common::fixtures().join("heartbeat/rows-100.csv"))
+        .arg("--out")
+        .arg(&out)
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(stderr.contains("running `ecg-train heartbeat`"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--network hidden: crt-net has no such hyper-parameter; accepted: conv1_filters"
+        ),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -274,6 +274,7 @@ fn heartbeat_architectures_train_on_csv_rows_and_match_onnx_runtime() {
         seed: 7,
         max_rows: Some(300),
         max_train_rows: None,
+        network: vec![],
     };
     let mut cards = Vec::new();
     for arch in [
@@ -283,9 +284,23 @@ fn heartbeat_architectures_train_on_csv_rows_and_match_onnx_runtime() {
         Arch::CrtNet,
     ] {
         let out = dir.join(format!("{arch:?}"));
-        let card = heartbeat::run(&options(arch, RowSplit::Random, out.clone())).unwrap();
+        let mut opts = options(arch, RowSplit::Random, out.clone());
+        if arch == Arch::CrtNet {
+            // Hyper-parameters from the options reach the network and its card.
+            opts.network = vec!["heads=4".into(), "dense=16".into()];
+        }
+        let card = heartbeat::run(&opts).unwrap();
         let (card, _) = ModelCard::open(&card.with_extension("onnx")).unwrap();
         card.heartbeat().unwrap();
+        let network = &card.training.config["network"];
+        match arch {
+            Arch::CrtNet => assert_eq!(
+                (&network["heads"], &network["dense"]),
+                (&4.into(), &16.into())
+            ),
+            Arch::AttentionCnn => assert_eq!(network["heads"], 8, "the default: {network}"),
+            _ => assert_eq!(network["dense"], 32, "the default: {network}"),
+        }
         assert_eq!(card.input.shape, vec![-1, 1, 187]);
         let parity = card.metrics["parity"]["max_abs_diff_logits"]
             .as_f64()
@@ -295,6 +310,28 @@ fn heartbeat_architectures_train_on_csv_rows_and_match_onnx_runtime() {
         cards.push(out.join("tiny-heartbeat.onnx"));
     }
     finetuning_keeps_a_frozen_backbone(&dir, &cards[0]);
+    // Hyper-parameters that make no network are refused before training, named.
+    for (arch, items, says) in [
+        (Arch::CrtNet, "heads=3", "heads 3 must divide"),
+        (Arch::CnnLstm, "kernel=4", "kernel 4 must be odd"),
+        (
+            Arch::KachueeResnet,
+            "filter=8",
+            "no such hyper-parameter; accepted: ",
+        ),
+        (Arch::KachueeResnet, "classes=3", "set by the rows"),
+        (
+            Arch::AttentionCnn,
+            "dense=0",
+            "a whole number of at least 1",
+        ),
+        (Arch::AttentionCnn, "heads", "expected key=value"),
+    ] {
+        let mut opts = options(arch, RowSplit::Random, dir.join("bad"));
+        opts.network = vec![items.into()];
+        let err = format!("{:#}", heartbeat::run(&opts).unwrap_err());
+        assert!(err.contains(says), "{arch:?} {items}: {err}");
+    }
     // An inter-patient split needs DS1 and DS2 records: record 100 alone is refused.
     let err = heartbeat::run(&options(
         Arch::KachueeResnet,

@@ -14,6 +14,7 @@
 //! Every run that writes a model also writes `<out>/<name>.run.yaml`: all its
 //! options, which `--config` takes back.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -227,9 +228,10 @@ enum Command {
     },
     /// Train a beat classifier on heartbeat CSV rows (Kachuee et al. 2018's
     /// format, the Kaggle mitbih_train.csv / mitbih_test.csv as they are, or
-    /// `ecg-train dataset heartbeat`'s output): --arch kachuee-resnet or
-    /// attention-cnn; export ONNX + a card that `ecg-serve --heartbeat-model`
-    /// serves.
+    /// `ecg-train dataset heartbeat`'s output): --arch kachuee-resnet,
+    /// attention-cnn, cnn-lstm or crt-net, their hyper-parameters by
+    /// --network; export ONNX + a card that `ecg-serve --heartbeat-model`
+    /// serves. `ecg-train beat --arch ...` / `--data ...` runs this.
     Heartbeat(HeartbeatTrainOptions),
     /// Adapt a trained heartbeat model to other records (any database, any
     /// rate): its burn record as the start, the backbone frozen (only the
@@ -270,7 +272,7 @@ enum Dataset {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::command();
-    let argv = match run_config::expand(&cli, std::env::args_os().collect()) {
+    let argv = match run_config::expand(&cli, heartbeat_alias(std::env::args_os().collect())) {
         Ok(argv) => argv,
         Err(e) => {
             eprintln!("error: {e}");
@@ -301,6 +303,33 @@ fn main() -> anyhow::Result<()> {
         }
     }
     result
+}
+
+/// `ecg-train beat --arch ...` or `--data FILE.csv` (what users of the
+/// heartbeat-format projects type) is `ecg-train heartbeat`: the networks on
+/// heartbeat rows. `beat` itself trains the recording beat model, which has
+/// neither flag.
+fn heartbeat_alias(mut argv: Vec<OsString>) -> Vec<OsString> {
+    let cli = Cli::command();
+    let command = argv
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(_, a)| a.to_str().is_some_and(|a| cli.find_subcommand(a).is_some()));
+    let Some((at, "beat")) = command.map(|(i, a)| (i, a.to_str().unwrap_or_default())) else {
+        return argv;
+    };
+    let heartbeat_flag = |a: &OsString| {
+        let a = a.to_string_lossy();
+        ["--arch", "--data"]
+            .iter()
+            .any(|f| a == *f || a.starts_with(&format!("{f}=")))
+    };
+    if argv[at + 1..].iter().any(heartbeat_flag) {
+        eprintln!("note: `ecg-train beat --arch/--data` trains on heartbeat rows: running `ecg-train heartbeat` (see `ecg-train heartbeat --help`)");
+        argv[at] = OsString::from("heartbeat");
+    }
+    argv
 }
 
 /// The model a run writes: its options, `--out` and `--name`.

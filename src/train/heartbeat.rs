@@ -319,6 +319,12 @@ pub struct HeartbeatTrainOptions {
     pub split: RowSplit,
     #[arg(long, value_enum, default_value = "kachuee-resnet")]
     pub arch: Arch,
+    /// The architecture's hyper-parameters that differ from its defaults, as
+    /// `key=value` items (`--network heads=4,dense=64`; in a run config a
+    /// mapping, `network: {heads: 4}`). The card's `training.network` lists
+    /// them all; an unknown key is an error naming the accepted ones.
+    #[arg(long, value_delimiter = ',')]
+    pub network: Vec<String>,
     /// Output folder for <name>.onnx, its card <name>.json, metrics log and report.
     #[arg(long, default_value = "models")]
     pub out: PathBuf,
@@ -595,8 +601,11 @@ struct Job<'a> {
     name: &'a str,
     version: &'a str,
     arch: Arch,
-    /// The architecture's hyper-parameters (`None`: its defaults).
+    /// The architecture's hyper-parameters as trained (fine-tuning; `None`:
+    /// its defaults with `overrides`).
     network: Option<serde_json::Value>,
+    /// `--network`'s `key=value` items (fresh training).
+    overrides: &'a [String],
     cfg: TrainingConfig,
     start: Start<'a>,
     /// Added to the card's `training`.
@@ -634,81 +643,13 @@ fn fit(job: Job, split: Split, [train, val, test]: [WindowSet; 3]) -> Result<Pat
         }
     }
     let (name, version) = (job.name, job.version);
-    let mut cfg = job.cfg;
+    let mut cfg = job.cfg.clone();
     let sets = [&train, &val, &test];
-    // The hyper-parameters as trained (`network`, whose class count may
-    // differ) or the defaults, then this run's class count.
-    let config_of = |defaults: serde_json::Value| job.network.clone().unwrap_or(defaults);
     let (fitted, network) = match job.arch {
-        Arch::KachueeResnet => {
-            let c0: ResNetConfig = serde_json::from_value(config_of(serde_json::to_value(
-                ResNetConfig::new().with_classes(classes),
-            )?))?;
-            c0.validate().map_err(anyhow::Error::msg)?;
-            let c = c0.clone().with_classes(classes);
-            let fitted = fit_and_export_with(
-                &mut cfg,
-                (
-                    classes,
-                    initial(|d| c0.init(d), &job.start, (c0.classes, classes)),
-                ),
-                sets,
-                &base,
-                |net| super::onnx::export_resnet(net, &c, name, version),
-            )?;
-            (fitted, serde_json::to_value(&c)?)
-        }
-        Arch::AttentionCnn => {
-            let c0: AttentionNetConfig = serde_json::from_value(config_of(serde_json::to_value(
-                AttentionNetConfig::beat(1, LENGTH, 0),
-            )?))?;
-            let c = c0.clone().with_classes(classes);
-            let fitted = fit_and_export_with(
-                &mut cfg,
-                (
-                    classes,
-                    initial(|d| c0.init(d), &job.start, (c0.classes, classes)),
-                ),
-                sets,
-                &base,
-                |net| super::onnx::export(net, &c, name, version),
-            )?;
-            (fitted, serde_json::to_value(&c)?)
-        }
-        Arch::CnnLstm => {
-            let c0: CnnLstmConfig = serde_json::from_value(config_of(serde_json::to_value(
-                CnnLstmConfig::new().with_classes(classes),
-            )?))?;
-            let c = c0.clone().with_classes(classes);
-            let fitted = fit_and_export_with(
-                &mut cfg,
-                (
-                    classes,
-                    initial(|d| c0.init(d), &job.start, (c0.classes, classes)),
-                ),
-                sets,
-                &base,
-                |net| super::onnx::export_cnn_lstm(net, &c, name, version),
-            )?;
-            (fitted, serde_json::to_value(&c)?)
-        }
-        Arch::CrtNet => {
-            let c0: CrtNetConfig = serde_json::from_value(config_of(serde_json::to_value(
-                CrtNetConfig::new().with_classes(classes),
-            )?))?;
-            let c = c0.clone().with_classes(classes);
-            let fitted = fit_and_export_with(
-                &mut cfg,
-                (
-                    classes,
-                    initial(|d| c0.init(d), &job.start, (c0.classes, classes)),
-                ),
-                sets,
-                &base,
-                |net| super::onnx::export_crt_net(net, &c, name, version),
-            )?;
-            (fitted, serde_json::to_value(&c)?)
-        }
+        Arch::KachueeResnet => fit_network::<ResNetConfig>(&job, &mut cfg, sets, &base)?,
+        Arch::AttentionCnn => fit_network::<AttentionNetConfig>(&job, &mut cfg, sets, &base)?,
+        Arch::CnnLstm => fit_network::<CnnLstmConfig>(&job, &mut cfg, sets, &base)?,
+        Arch::CrtNet => fit_network::<CrtNetConfig>(&job, &mut cfg, sets, &base)?,
     };
     let names: Vec<&str> = job.labels.iter().map(String::as_str).collect();
     let val_report = MultiReport::new(
@@ -806,6 +747,248 @@ fn fit(job: Job, split: Split, [train, val, test]: [WindowSet; 3]) -> Result<Pat
     Ok(card_path)
 }
 
+/// An architecture's hyper-parameters, as `fit` needs them of each: its
+/// defaults, its class count, a check, the network and its ONNX writer.
+trait Network: serde::Serialize + serde::de::DeserializeOwned + Clone {
+    type Net: Classifier;
+    /// The paper's (or our other models') hyper-parameters for heartbeat rows.
+    fn defaults() -> Self;
+    fn classes(&self) -> usize;
+    fn with_classes(self, classes: usize) -> Self;
+    /// Why these hyper-parameters make no network, if they do not.
+    fn check(&self) -> Result<(), String>;
+    fn init(&self, device: &burn::prelude::Device) -> Self::Net;
+    fn export(net: &Self::Net, cfg: &Self, name: &str, version: &str) -> Vec<u8>;
+}
+
+/// Why an odd kernel is needed ("same" padding of k / 2 on each side).
+fn odd(what: &str, kernel: usize) -> Result<(), String> {
+    if kernel.is_multiple_of(2) {
+        return Err(format!("{what} {kernel} must be odd (\"same\" padding)"));
+    }
+    Ok(())
+}
+
+/// Why `heads` cannot split `width` channels, if it cannot.
+fn divides(heads: usize, width: usize, what: &str) -> Result<(), String> {
+    if heads == 0 || !width.is_multiple_of(heads) {
+        return Err(format!(
+            "heads {heads} must divide {what} {width} (each head reads width / heads channels)"
+        ));
+    }
+    Ok(())
+}
+
+impl Network for ResNetConfig {
+    type Net = super::resnet::ResNet;
+    fn defaults() -> Self {
+        ResNetConfig::new()
+    }
+    fn classes(&self) -> usize {
+        self.classes
+    }
+    fn with_classes(self, classes: usize) -> Self {
+        ResNetConfig::with_classes(self, classes)
+    }
+    fn check(&self) -> Result<(), String> {
+        self.validate()
+    }
+    fn init(&self, device: &burn::prelude::Device) -> Self::Net {
+        ResNetConfig::init(self, device)
+    }
+    fn export(net: &Self::Net, cfg: &Self, name: &str, version: &str) -> Vec<u8> {
+        super::onnx::export_resnet(net, cfg, name, version)
+    }
+}
+
+impl Network for AttentionNetConfig {
+    type Net = super::model::AttentionNet;
+    fn defaults() -> Self {
+        AttentionNetConfig::beat(1, LENGTH, 0)
+    }
+    fn classes(&self) -> usize {
+        self.classes
+    }
+    fn with_classes(self, classes: usize) -> Self {
+        AttentionNetConfig::with_classes(self, classes)
+    }
+    fn check(&self) -> Result<(), String> {
+        odd("conv1_kernel", self.conv1_kernel)?;
+        odd("conv2_kernel", self.conv2_kernel)?;
+        divides(self.heads, self.conv2_filters, "conv2_filters")?;
+        if self.tokens() == 0 {
+            return Err(format!(
+                "{} samples make no token of {} samples (4 x conv1_stride x token_stride)",
+                self.input_samples,
+                self.samples_per_token()
+            ));
+        }
+        Ok(())
+    }
+    fn init(&self, device: &burn::prelude::Device) -> Self::Net {
+        AttentionNetConfig::init(self, device)
+    }
+    fn export(net: &Self::Net, cfg: &Self, name: &str, version: &str) -> Vec<u8> {
+        super::onnx::export(net, cfg, name, version)
+    }
+}
+
+impl Network for CnnLstmConfig {
+    type Net = super::cnn_lstm::CnnLstm;
+    fn defaults() -> Self {
+        CnnLstmConfig::new()
+    }
+    fn classes(&self) -> usize {
+        self.classes
+    }
+    fn with_classes(self, classes: usize) -> Self {
+        CnnLstmConfig::with_classes(self, classes)
+    }
+    fn check(&self) -> Result<(), String> {
+        odd("kernel", self.kernel)
+    }
+    fn init(&self, device: &burn::prelude::Device) -> Self::Net {
+        CnnLstmConfig::init(self, device)
+    }
+    fn export(net: &Self::Net, cfg: &Self, name: &str, version: &str) -> Vec<u8> {
+        super::onnx::export_cnn_lstm(net, cfg, name, version)
+    }
+}
+
+impl Network for CrtNetConfig {
+    type Net = super::crt_net::CrtNet;
+    fn defaults() -> Self {
+        CrtNetConfig::new()
+    }
+    fn classes(&self) -> usize {
+        self.classes
+    }
+    fn with_classes(self, classes: usize) -> Self {
+        CrtNetConfig::with_classes(self, classes)
+    }
+    fn check(&self) -> Result<(), String> {
+        odd("kernel", self.kernel)?;
+        divides(
+            self.heads,
+            self.d_model(),
+            "the encoder's width 2 x gru_hidden",
+        )
+    }
+    fn init(&self, device: &burn::prelude::Device) -> Self::Net {
+        CrtNetConfig::init(self, device)
+    }
+    fn export(net: &Self::Net, cfg: &Self, name: &str, version: &str) -> Vec<u8> {
+        super::onnx::export_crt_net(net, cfg, name, version)
+    }
+}
+
+/// Hyper-parameters the rows fix: `--network` may not set them.
+const FIXED_BY_THE_ROWS: [&str; 6] = [
+    "input_samples",
+    "input_channels",
+    "features",
+    "feature_units",
+    "feature_logits",
+    "classes",
+];
+
+/// `base` (an architecture's hyper-parameters as JSON) with `--network`'s
+/// `key=value` items set: each key one the architecture has, each value of
+/// the default's kind (a count stays a count of at least 1).
+fn with_overrides(
+    arch: Arch,
+    base: serde_json::Value,
+    items: &[String],
+) -> Result<serde_json::Value> {
+    let serde_json::Value::Object(mut map) = base else {
+        bail!("{arch:?}'s hyper-parameters are not a mapping");
+    };
+    let settable: Vec<String> = map
+        .keys()
+        .filter(|k| !FIXED_BY_THE_ROWS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let name = serde_json::to_value(arch)?;
+    let name = name.as_str().unwrap_or_default();
+    for item in items {
+        let Some((key, value)) = item.split_once('=') else {
+            bail!("--network {item}: expected key=value, e.g. --network heads=4,dense=64");
+        };
+        let key = key.trim().replace('-', "_");
+        if FIXED_BY_THE_ROWS.contains(&key.as_str()) {
+            bail!("--network {key}: set by the rows (187 samples, one channel, no feature input, the data's classes), not by hand");
+        }
+        let Some(slot) = map.get_mut(&key) else {
+            bail!(
+                "--network {key}: {name} has no such hyper-parameter; accepted: {}",
+                settable.join(", ")
+            );
+        };
+        let value = value.trim();
+        let parsed: serde_json::Value =
+            serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+        let fits = match (&*slot, &parsed) {
+            (serde_json::Value::Number(d), serde_json::Value::Number(v)) if d.is_u64() => {
+                v.as_u64().is_some_and(|v| v >= 1)
+            }
+            (serde_json::Value::Number(_), serde_json::Value::Number(v)) => {
+                v.as_f64().is_some_and(|v| v >= 0.0)
+            }
+            (serde_json::Value::Bool(_), serde_json::Value::Bool(_)) => true,
+            _ => false,
+        };
+        if !fits {
+            bail!(
+                "--network {key}={value}: expected {} (the default is {slot})",
+                match &*slot {
+                    serde_json::Value::Number(d) if d.is_u64() => "a whole number of at least 1",
+                    serde_json::Value::Number(_) => "a number of at least 0",
+                    serde_json::Value::Bool(_) => "true or false",
+                    _ => "the default's kind",
+                }
+            );
+        }
+        *slot = parsed;
+    }
+    Ok(serde_json::Value::Object(map))
+}
+
+/// Trains, exports and checks one architecture: the hyper-parameters as
+/// trained (`job.network`, fine-tuning: its class count may differ from
+/// this run's) or the defaults with `job.overrides`, then this run's
+/// classes. Returns the fit and the hyper-parameters for the card.
+fn fit_network<C: Network>(
+    job: &Job,
+    cfg: &mut TrainingConfig,
+    sets: [&WindowSet; 3],
+    base: &Path,
+) -> Result<(super::training::Fitted, serde_json::Value)> {
+    let classes = job.labels.len();
+    let start = match &job.network {
+        Some(trained) => trained.clone(),
+        None => with_overrides(
+            job.arch,
+            serde_json::to_value(C::defaults().with_classes(classes))?,
+            job.overrides,
+        )?,
+    };
+    let c0: C = serde_json::from_value(start).context("--network")?;
+    c0.check().map_err(|e| anyhow::anyhow!("--network: {e}"))?;
+    let c = c0.clone().with_classes(classes);
+    let (name, version) = (job.name, job.version);
+    let fitted = fit_and_export_with(
+        cfg,
+        (
+            classes,
+            initial(|d| c0.init(d), &job.start, (c0.classes(), classes)),
+        ),
+        sets,
+        base,
+        |net| C::export(net, &c, name, version),
+    )?;
+    Ok((fitted, serde_json::to_value(&c)?))
+}
+
 /// The training loop's settings for heartbeat rows.
 fn loop_config(
     (epochs, batch_size, patience): (usize, usize, usize),
@@ -845,6 +1028,7 @@ pub fn run(opts: &HeartbeatTrainOptions) -> Result<PathBuf> {
         version: &opts.version,
         arch: opts.arch,
         network: None,
+        overrides: &opts.network,
         cfg: loop_config(
             (opts.epochs, opts.batch_size, opts.patience),
             (opts.lr, opts.lr_decay),
@@ -1044,6 +1228,7 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<PathBuf> {
         version: &opts.version,
         arch: trained.arch,
         network: Some(trained.network),
+        overrides: &[],
         cfg: loop_config(
             (opts.epochs, opts.batch_size, opts.patience),
             (opts.lr, opts.lr_decay),

@@ -140,6 +140,20 @@ pub fn expand(cli: &Command, argv: Vec<OsString>) -> Result<Vec<OsString>, Confi
             (ArgAction::SetTrue, Value::Bool(true)) => tokens.push(format!("--{long}")),
             (ArgAction::SetTrue, Value::Bool(false)) => {}
             (ArgAction::SetTrue, _) => return Err(bad("is a switch: true or false")),
+            // An empty list or mapping is the flag's default.
+            (_, Value::Array(items)) if items.is_empty() => {}
+            (_, Value::Object(map)) if map.is_empty() => {}
+            // A mapping is a list of `key=value` items (`network: {heads: 4}`).
+            (_, Value::Object(map)) => match arg.get_value_delimiter() {
+                Some(d) => {
+                    let parts = map
+                        .iter()
+                        .map(|(k, v)| Ok(format!("{k}={}", scalar(v)?)))
+                        .collect::<Result<Vec<_>, ConfigError>>()?;
+                    tokens.push(format!("--{long}={}", parts.join(&d.to_string())));
+                }
+                None => return Err(bad("takes one value, not a mapping")),
+            },
             (_, Value::Array(items)) => match arg.get_value_delimiter() {
                 Some(d) => {
                     let parts = items.iter().map(scalar).collect::<Result<Vec<_>, _>>()?;
@@ -301,6 +315,18 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((batch_size, records), (4, vec!["9".to_string()]));
+        // A mapping becomes key=value items of a list flag.
+        let empty = file("l.yaml", "records: []\n");
+        let Sub::Train { records, .. } =
+            parse(&["t", "train", "--config", empty.to_str().unwrap()]).unwrap();
+        assert!(records.is_empty(), "{records:?}");
+        let map = file("m.yaml", "records: {heads: 4, dense: 64}\n");
+        let Sub::Train { records, .. } =
+            parse(&["t", "train", "--config", map.to_str().unwrap()]).unwrap();
+        assert_eq!(records, ["dense=64", "heads=4"]);
+        let not_a_list = file("n.yaml", "lr: {a: 1}\n");
+        let e = parse(&["t", "train", "--config", not_a_list.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("not a mapping"), "{e}");
         let toml = file("b.toml", "lr = 0.5\n");
         let Sub::Train { lr, .. } =
             parse(&["t", "train", "--config", toml.to_str().unwrap()]).unwrap();
