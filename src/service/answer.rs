@@ -405,9 +405,25 @@ pub fn assemble(
     let kind = card.segment()?;
     let beat = beat.map(|b| b.card.beat().map(|k| (b, k))).transpose()?;
     let inputs = prep.inputs.segment.unwrap_or_default();
-    let segments = segments(card, kind, segment.outputs, &inputs.starts);
-    let decision = &kind.decision;
     let rate = kind.preprocessing.sample_rate_hz;
+    let signal = include.signal.then(|| {
+        let step = (rate / PLOT_RATE_HZ).ceil().max(1.0) as usize;
+        SignalPlot {
+            sampling_rate_hz: rate / step as f64,
+            values: inputs
+                .filtered
+                .iter()
+                .step_by(step)
+                .map(|&v| v as f32)
+                .collect(),
+        }
+    });
+    // The filtered lead (8 bytes a sample: 250 MB for 24 hours) goes before
+    // the answer's beats and segments are made (the engines have let it go).
+    let starts = inputs.starts;
+    drop(inputs.filtered);
+    let segments = segments(card, kind, segment.outputs, &starts);
+    let decision = &kind.decision;
     let abnormal = segments
         .iter()
         .filter(|s| s.label == decision.positive_label)
@@ -436,18 +452,6 @@ pub fn assemble(
         heart_rate_bpm,
         beats: peaks.len(),
     };
-    let signal = include.signal.then(|| {
-        let step = (rate / PLOT_RATE_HZ).ceil().max(1.0) as usize;
-        SignalPlot {
-            sampling_rate_hz: rate / step as f64,
-            values: inputs
-                .filtered
-                .iter()
-                .step_by(step)
-                .map(|&v| v as f32)
-                .collect(),
-        }
-    });
     let mut warnings = prep.warnings;
     if let Some((b, _)) = beat.filter(|(b, _)| include.beat_attention && b.card.attention.is_none())
     {

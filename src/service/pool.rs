@@ -258,6 +258,9 @@ impl EnginePool {
                 queue_wait,
                 inference: started.elapsed(),
             });
+            // The rows go before the answer does: the requester may free what
+            // they share (a long record's filtered lead) as soon as it has it.
+            drop(job.rows);
             // The requester may have gone (timeout, disconnect): nothing to do then.
             let _ = job.reply.send(reply);
         }
