@@ -108,8 +108,7 @@ impl super::training::Classifier for CnnLstm {
     }
 
     fn with_new_head(mut self, classes: usize, device: &Device) -> Self {
-        let [inputs, _] = self.head.weight.dims();
-        self.head = LinearConfig::new(inputs, classes).init(device);
+        self.head = super::training::relinked(&self.head, classes, device);
         self
     }
 }

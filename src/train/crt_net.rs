@@ -153,8 +153,7 @@ impl super::training::Classifier for CrtNet {
     }
 
     fn with_new_head(mut self, classes: usize, device: &Device) -> Self {
-        let [inputs, _] = self.head.weight.dims();
-        self.head = LinearConfig::new(inputs, classes).init(device);
+        self.head = super::training::relinked(&self.head, classes, device);
         self
     }
 }

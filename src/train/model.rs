@@ -266,12 +266,10 @@ impl super::training::Classifier for AttentionNet {
     }
 
     fn with_new_head(mut self, classes: usize, device: &Device) -> Self {
-        let [inputs, _] = self.head.weight.dims();
-        self.head = LinearConfig::new(inputs, classes).init(device);
-        self.wide = self.wide.map(|w| {
-            let [features, _] = w.weight.dims();
-            LinearConfig::new(features, classes).init(device)
-        });
+        self.head = super::training::relinked(&self.head, classes, device);
+        self.wide = self
+            .wide
+            .map(|w| super::training::relinked(&w, classes, device));
         self
     }
 }

@@ -338,6 +338,28 @@ pub fn export(net: &AttentionNet, cfg: &AttentionNetConfig, name: &str, version:
     .encode_to_vec()
 }
 
+/// The bytes of a heartbeat network's graph `g`, whose value `logits` is
+/// its output: input `signal` `[batch, 1, samples]`, output `logits`
+/// `[batch, classes]`.
+fn heartbeat_graph(
+    mut g: Graph,
+    logits: &str,
+    name: &str,
+    (samples, classes): (usize, usize),
+    doc: String,
+) -> Vec<u8> {
+    g.node("Identity", &[logits], LOGITS, vec![]);
+    let graph = proto::GraphProto {
+        name: Some(name.into()),
+        node: g.nodes,
+        initializer: g.initializers,
+        input: vec![value_info("signal", &[None, Some(1), Some(samples as i64)])],
+        output: vec![value_info(LOGITS, &[None, Some(classes as i64)])],
+        ..Default::default()
+    };
+    model_proto(graph, doc).encode_to_vec()
+}
+
 /// Serialises the residual CNN [`ResNet`] (trained with `cfg`) as ONNX bytes:
 /// input `signal` `[batch, 1, samples]`, output `logits` `[batch, classes]`.
 pub fn export_resnet(net: &ResNet, cfg: &ResNetConfig, name: &str, version: &str) -> Vec<u8> {
@@ -358,26 +380,11 @@ pub fn export_resnet(net: &ResNet, cfg: &ResNetConfig, name: &str, version: &str
     let h = g.linear("dense2", &h, &net.dense2);
     let h = g.relu(&h);
     let logits = g.linear("head", &h, &net.head);
-    g.node("Identity", &[&logits], LOGITS, vec![]);
-    let graph = proto::GraphProto {
-        name: Some(name.into()),
-        node: g.nodes,
-        initializer: g.initializers,
-        input: vec![value_info(
-            "signal",
-            &[None, Some(1), Some(cfg.input_samples as i64)],
-        )],
-        output: vec![value_info(LOGITS, &[None, Some(cfg.classes as i64)])],
-        ..Default::default()
-    };
-    model_proto(
-        graph,
-        format!(
-            "{name} {version}: residual 1-D CNN of Kachuee et al. 2018 ({} blocks, {} classes)",
-            cfg.blocks, cfg.classes
-        ),
-    )
-    .encode_to_vec()
+    let doc = format!(
+        "{name} {version}: residual 1-D CNN of Kachuee et al. 2018 ({} blocks, {} classes)",
+        cfg.blocks, cfg.classes
+    );
+    heartbeat_graph(g, &logits, name, (cfg.input_samples, cfg.classes), doc)
 }
 
 /// `[rows, cols]` row-major values of a burn [`Linear`]'s weight
@@ -563,26 +570,11 @@ pub fn export_cnn_lstm(net: &CnnLstm, cfg: &CnnLstmConfig, name: &str, version: 
     let d = g.linear("dense", &last, &net.dense);
     let d = g.relu(&d);
     let logits = g.linear("head", &d, &net.head);
-    g.node("Identity", &[&logits], LOGITS, vec![]);
-    let graph = proto::GraphProto {
-        name: Some(name.into()),
-        node: g.nodes,
-        initializer: g.initializers,
-        input: vec![value_info(
-            "signal",
-            &[None, Some(1), Some(cfg.input_samples as i64)],
-        )],
-        output: vec![value_info(LOGITS, &[None, Some(cfg.classes as i64)])],
-        ..Default::default()
-    };
-    model_proto(
-        graph,
-        format!(
-            "{name} {version}: CNN + LSTM ({} hidden) beat classifier ({} classes)",
-            cfg.hidden, cfg.classes
-        ),
-    )
-    .encode_to_vec()
+    let doc = format!(
+        "{name} {version}: CNN + LSTM ({} hidden) beat classifier ({} classes)",
+        cfg.hidden, cfg.classes
+    );
+    heartbeat_graph(g, &logits, name, (cfg.input_samples, cfg.classes), doc)
 }
 
 /// A model of `graph` at [`OPSET`], produced by ecg-train.

@@ -159,6 +159,13 @@ pub trait Classifier: burn::module::Module {
     fn with_new_head(self, classes: usize, device: &Device) -> Self;
 }
 
+/// A fresh dense layer in place of `layer`: its inputs, `outputs` outputs
+/// (what [`Classifier::with_new_head`] puts on).
+pub fn relinked(layer: &burn::nn::Linear, outputs: usize, device: &Device) -> burn::nn::Linear {
+    let [inputs, _] = layer.weight.dims();
+    burn::nn::LinearConfig::new(inputs, outputs).init(device)
+}
+
 /// A trained network and how it got there.
 pub struct Trained<M = AttentionNet> {
     pub net: M,
