@@ -805,3 +805,35 @@ async fn cuda_that_cannot_start_refuses_to_serve_unless_fallback_is_allowed() {
     assert_eq!(server.wait_ready().await["provider"], "cpu");
     server.stop().await;
 }
+
+/// A PTB record (1000 Hz, 15 leads in two signal files, `.dat` + `.xyz`:
+/// the committed fixture) uploads with each file as a part by its name;
+/// without its `.xyz` it is a 422 that names the missing file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_in_two_signal_files_is_read_from_both() {
+    let server = Server::start(&[]).await;
+    server.wait_ready().await;
+    let dir = common::fixtures().join("ptb/patient001");
+    let read = |ext: &str| std::fs::read(dir.join(format!("s0001_re.{ext}"))).unwrap();
+    let form = |with_xyz: bool| {
+        let f = Form::new()
+            .part("hea", file(read("hea"), "s0001_re.hea"))
+            .part("dat", file(read("dat"), "s0001_re.dat"));
+        if with_xyz {
+            f.part("xyz", file(read("xyz"), "s0001_re.xyz"))
+        } else {
+            f
+        }
+    };
+    let (status, body) = post(&server, "", form(true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["record"]["leads"].as_array().unwrap().len(), 15, "{body}");
+    assert_eq!(body["record"]["sampling_rate_hz"], 1000.0);
+    assert!(body["summary"]["beats"].as_u64().unwrap() > 10, "{body}");
+    let (status, body) = post(&server, "", form(false)).await;
+    assert_eq!(status, 422, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("missing: s0001_re.xyz"), "{error}");
+    assert_eq!(body["detail"]["field"], "dat", "{body}");
+    server.stop().await;
+}

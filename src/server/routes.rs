@@ -57,22 +57,29 @@ impl utoipa::PartialSchema for PredictUpload {
             "atr",
             "Reference annotations (.atr), optional: the answer then scores itself against them.",
         );
-        let shape = |title: &str, required: &[(&str, &str)]| {
+        let shape = |title: &str, required: &[(&str, &str)], extra: Option<&str>| {
+            let more = match extra {
+                Some(description) => AdditionalProperties::RefOr(RefOr::T(Schema::Object(file(
+                    description,
+                )))),
+                None => AdditionalProperties::<Schema>::FreeForm(false),
+            };
             let mut o = ObjectBuilder::new()
                 .schema_type(Type::Object)
                 .title(Some(title))
-                .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
+                .additional_properties(Some(more));
             for (name, description) in required {
                 o = o.property(*name, file(description)).required(*name);
             }
             o.property(atr.0, file(atr.1)).build()
         };
+        let other_signal_file = "Another signal file the header names (PTB's .xyz beside its .dat), as a part of any name whose file name is the header's.";
         RefOr::T(Schema::OneOf(
             OneOfBuilder::new()
-                .item(shape("WFDB pair", &[hea, dat]))
-                .item(shape(".dat alone", &[dat]))
-                .item(shape("EDF", &[edf]))
-                .item(shape("CSV", &[csv]))
+                .item(shape("WFDB pair", &[hea, dat], Some(other_signal_file)))
+                .item(shape(".dat alone", &[dat], None))
+                .item(shape("EDF", &[edf], None))
+                .item(shape("CSV", &[csv], None))
                 .build(),
         ))
     }
@@ -132,7 +139,8 @@ async fn read_parts(
 
 /// Classify a recording.
 ///
-/// Upload a WFDB pair (`hea` + `dat`), a `.dat` alone (layout in query parameters;
+/// Upload a WFDB pair (`hea` + `dat`; a header that names several signal files,
+/// as PTB's `.dat` + `.xyz`, takes each as a part by its file name), a `.dat` alone (layout in query parameters;
 /// MIT-BIH defaults are reported in `warnings`), an `.edf` (EDF or EDF+: its ECG
 /// signals, each at its own rate; EDF+ annotations come back as `events`), or a
 /// `.csv` (rate from `fs` or its time column). Any sampling rate is resampled to

@@ -12,7 +12,7 @@ use crate::signal::wfdb::{
 use crate::signal::{Recording, SignalError};
 
 /// The file types `/predict` accepts, for error messages.
-pub const ACCEPTED: &str = "a WFDB pair (.hea + .dat), a .dat alone (layout in query parameters), an .edf (EDF or EDF+), or a .csv of leads; optionally a .atr; or a .csv of heartbeat rows (187 values in [0, 1] per row, or 188 with the class last; no header)";
+pub const ACCEPTED: &str = "a WFDB pair (.hea + .dat; or the .hea and each signal file it names, by its file name: PTB's .dat + .xyz), a .dat alone (layout in query parameters), an .edf (EDF or EDF+), or a .csv of leads; optionally a .atr; or a .csv of heartbeat rows (187 values in [0, 1] per row, or 188 with the class last; no header)";
 
 /// One part of a multipart upload.
 #[derive(Debug, Clone)]
@@ -89,6 +89,12 @@ impl UploadPart {
         (!csv_like).then(|| name.rsplit(['/', '\\']).next().unwrap_or(name).to_string())
     }
 
+    /// The file's name without its directories (the field's when it has none).
+    pub fn base_name(&self) -> String {
+        let name = self.file_name.as_deref().unwrap_or(&self.field);
+        name.rsplit(['/', '\\']).next().unwrap_or(name).to_string()
+    }
+
     /// The file's base name without directories or extension (never a path).
     pub fn stem(&self) -> String {
         let name = self.file_name.as_deref().unwrap_or("upload");
@@ -161,7 +167,9 @@ pub struct Decoded {
 
 struct Parts<'a> {
     header: Option<&'a UploadPart>,
-    data: Option<&'a UploadPart>,
+    /// Signal files: the `.dat` parts and, beside a header that names them,
+    /// parts of any other type (PTB's `.xyz`, the Challenge's `.mat`).
+    data: Vec<&'a UploadPart>,
     csv: Option<&'a UploadPart>,
     edf: Option<&'a UploadPart>,
     annotations: Option<&'a UploadPart>,
@@ -170,24 +178,28 @@ struct Parts<'a> {
 fn sort_parts(parts: &[UploadPart]) -> Result<Parts<'_>, UploadError> {
     let mut out = Parts {
         header: None,
-        data: None,
+        data: Vec::new(),
         csv: None,
         edf: None,
         annotations: None,
     };
+    let mut other = Vec::new();
     for p in parts {
-        let kind = p.kind().ok_or_else(|| UploadError::UnsupportedType {
-            field: p.field.clone(),
-            name: p.file_name.clone().unwrap_or_else(|| "no file name".into()),
-        })?;
         if p.bytes.is_empty() {
             return Err(UploadError::Empty {
                 file: p.file_name.clone().unwrap_or_else(|| p.field.clone()),
             });
         }
+        let Some(kind) = p.kind() else {
+            other.push(p);
+            continue;
+        };
         let slot = match kind {
+            PartKind::Data => {
+                out.data.push(p);
+                continue;
+            }
             PartKind::Header => &mut out.header,
-            PartKind::Data => &mut out.data,
             PartKind::Csv => &mut out.csv,
             PartKind::Edf => &mut out.edf,
             PartKind::Annotations => &mut out.annotations,
@@ -195,6 +207,30 @@ fn sort_parts(parts: &[UploadPart]) -> Result<Parts<'_>, UploadError> {
         if slot.replace(p).is_some() {
             return Err(UploadError::Duplicate(kind.name()));
         }
+    }
+    // Several signal files only as the header names them (an unreadable
+    // header is left for its reader to explain).
+    let named = out
+        .header
+        .and_then(|h| parse_header(&h.base_name(), &String::from_utf8_lossy(&h.bytes)).ok())
+        .map(|h| {
+            h.signal_files()
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    for p in other {
+        if !named.contains(&p.base_name()) {
+            return Err(UploadError::UnsupportedType {
+                field: p.field.clone(),
+                name: p.file_name.clone().unwrap_or_else(|| "no file name".into()),
+            });
+        }
+        out.data.push(p);
+    }
+    if named.len() < 2 && out.data.len() > 1 {
+        return Err(UploadError::Duplicate("dat"));
     }
     Ok(out)
 }
@@ -207,8 +243,8 @@ pub fn decode(parts: &[UploadPart], request: &ReadRequest) -> Result<Decoded, Up
         verify_checksums: request.verify_checksums,
     };
     let mut events = Vec::new();
-    let (recording, source) = match (p.header, p.data, p.csv, p.edf) {
-        (Some(hea), Some(dat), None, None) => (read_wfdb(hea, dat, options)?, "wfdb"),
+    let (recording, source) = match (p.header, p.data.first(), p.csv, p.edf) {
+        (Some(hea), Some(_), None, None) => (read_wfdb(hea, &p.data, options)?, "wfdb"),
         (None, Some(dat), None, None) => (read_dat(dat, request, &mut warnings)?, "dat"),
         (None, None, None, Some(edf)) => {
             let read = read_edf(&edf.stem(), &edf.bytes)?;
@@ -275,21 +311,59 @@ pub fn decode(parts: &[UploadPart], request: &ReadRequest) -> Result<Decoded, Up
 
 fn read_wfdb(
     hea: &UploadPart,
-    dat: &UploadPart,
+    data: &[&UploadPart],
     options: ReadOptions,
 ) -> Result<Recording, UploadError> {
     let name = format!("{}.hea", hea.stem());
     let text = String::from_utf8_lossy(&hea.bytes);
     let header = parse_header(&name, &text)?;
     let files = header.signal_files();
-    if files.len() > 1 {
+    if let ([_], [dat]) = (&files[..], data) {
+        // The one signal file the header names is the uploaded .dat, whatever it was called.
+        return Ok(read_record(&header, |_| Some(&dat.bytes[..]), options)?);
+    }
+    // Several: each part by its file name (PTB's `s0010_re.dat` + `s0010_re.xyz`).
+    let missing: Vec<&str> = files
+        .iter()
+        .copied()
+        .filter(|f| data.iter().all(|p| p.base_name() != *f))
+        .collect();
+    if !missing.is_empty() {
         return Err(UploadError::Missing {
             field: "dat",
-            what: format!("the header names {} signal files ({}); upload records whose signals share one .dat", files.len(), files.join(", ")),
+            what: format!(
+                "the header names {} signal files ({}); upload each as a part with that file name (curl -F hea=@{} -F dat=@{} -F dat=@{} ...); missing: {}",
+                files.len(),
+                files.join(", "),
+                hea.base_name(),
+                files[0],
+                files.get(1).unwrap_or(&files[0]),
+                missing.join(", ")
+            ),
         });
     }
-    // The one signal file the header names is the uploaded .dat, whatever it was called.
-    Ok(read_record(&header, |_| Some(&dat.bytes[..]), options)?)
+    if let Some(extra) = data
+        .iter()
+        .find(|p| !files.contains(&p.base_name().as_str()))
+    {
+        return Err(UploadError::Missing {
+            field: "dat",
+            what: format!(
+                "{} is not a signal file the header names ({}): upload those, by their names",
+                extra.base_name(),
+                files.join(", ")
+            ),
+        });
+    }
+    Ok(read_record(
+        &header,
+        |file| {
+            data.iter()
+                .find(|p| p.base_name() == file)
+                .map(|p| &p.bytes[..])
+        },
+        options,
+    )?)
 }
 
 fn read_dat(
@@ -405,6 +479,61 @@ mod tests {
         assert!(matches!(
             decode(&two, &p),
             Err(UploadError::Duplicate("csv"))
+        ));
+    }
+
+    /// A header that names two signal files (PTB's `.dat` and `.xyz`, the
+    /// committed fixture) takes each by its file name, whatever its field; a
+    /// missing one, or a file it does not name, is told by name.
+    #[test]
+    fn several_signal_files_by_their_names() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ptb/patient001");
+        let file = |ext: &str| std::fs::read(dir.join(format!("s0001_re.{ext}"))).unwrap();
+        let (hea, dat, xyz) = (file("hea"), file("dat"), file("xyz"));
+        let p = ReadRequest::default();
+        let parts = [
+            part("hea", Some("s0001_re.hea"), &hea),
+            part("xyz", Some("s0001_re.xyz"), &xyz),
+            part("dat", Some("s0001_re.dat"), &dat),
+        ];
+        let read = decode(&parts, &p).unwrap();
+        let rec = &read.recording;
+        assert_eq!(
+            (rec.leads.len(), rec.sampling_rate, rec.n_samples()),
+            (15, 1000.0, 12000)
+        );
+        assert_eq!(rec.leads[14].name, "vz");
+        // Both as `dat` parts (what `ecg-serve analyze` sends) read the same.
+        let both_dat = [
+            part("hea", Some("s0001_re.hea"), &hea),
+            part("dat", Some("s0001_re.dat"), &dat),
+            part("dat", Some("s0001_re.xyz"), &xyz),
+        ];
+        let again = decode(&both_dat, &p).unwrap().recording;
+        assert_eq!(again.leads[14].samples, rec.leads[14].samples);
+        let missing = decode(&parts[..2], &p).unwrap_err().to_string();
+        assert!(missing.contains("missing: s0001_re.dat"), "{missing}");
+        let renamed = [
+            parts[0].clone(),
+            parts[1].clone(),
+            part("dat", Some("other.dat"), &dat),
+        ];
+        let e = decode(&renamed, &p).unwrap_err().to_string();
+        assert!(e.contains("missing: s0001_re.dat"), "{e}");
+        let stray = [parts[0].clone(), part("x", Some("notes.xyz2"), b"1")];
+        assert!(matches!(
+            decode(&stray, &p),
+            Err(UploadError::UnsupportedType { .. })
+        ));
+        // Without a header, a second .dat is still a duplicate.
+        let dats = [
+            part("dat", Some("a.dat"), b"12"),
+            part("dat", Some("b.dat"), b"12"),
+        ];
+        assert!(matches!(
+            decode(&dats, &p),
+            Err(UploadError::Duplicate("dat"))
         ));
     }
 }
