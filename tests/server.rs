@@ -827,7 +827,11 @@ async fn a_record_in_two_signal_files_is_read_from_both() {
     };
     let (status, body) = post(&server, "", form(true)).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["record"]["leads"].as_array().unwrap().len(), 15, "{body}");
+    assert_eq!(
+        body["record"]["leads"].as_array().unwrap().len(),
+        15,
+        "{body}"
+    );
     assert_eq!(body["record"]["sampling_rate_hz"], 1000.0);
     assert!(body["summary"]["beats"].as_u64().unwrap() > 10, "{body}");
     let (status, body) = post(&server, "", form(false)).await;

@@ -59,9 +59,9 @@ impl utoipa::PartialSchema for PredictUpload {
         );
         let shape = |title: &str, required: &[(&str, &str)], extra: Option<&str>| {
             let more = match extra {
-                Some(description) => AdditionalProperties::RefOr(RefOr::T(Schema::Object(file(
-                    description,
-                )))),
+                Some(description) => {
+                    AdditionalProperties::RefOr(RefOr::T(Schema::Object(file(description))))
+                }
                 None => AdditionalProperties::<Schema>::FreeForm(false),
             };
             let mut o = ObjectBuilder::new()
