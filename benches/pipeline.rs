@@ -4,9 +4,8 @@
 //! `scripts/bench_python.py`, run in the same session.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ecg_serve::signal::codes::Codes;
 use ecg_serve::signal::filter::band_pass;
-use ecg_serve::signal::qrs::detect_r_peaks;
+use ecg_serve::signal::qrs::{detect_r_peaks, detect_streamed};
 use ecg_serve::signal::wfdb::{parse_header, read_record, ReadOptions};
 use ecg_serve::signal::window::{windows, WindowSpec};
 use ecg_serve::signal::Recording;
@@ -40,9 +39,9 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("rpeaks", |b| {
         b.iter(|| detect_r_peaks(black_box(&x), 360.0))
     });
-    // The server's lossless 16-bit copy of a lead it gives up (made, then expanded).
-    g.bench_function("codes", |b| {
-        b.iter(|| Codes::new(black_box(&x)).unwrap().expand())
+    // The search a piece at a time (a long record's), in ten pieces here.
+    g.bench_function("rpeaks_streamed", |b| {
+        b.iter(|| detect_streamed(black_box(&x), 360.0, 1 << 16))
     });
     g.bench_function("windows", |b| {
         b.iter(|| {

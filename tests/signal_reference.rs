@@ -162,6 +162,27 @@ fn qrs_detector_meets_the_target_on_all_48_records() {
     );
 }
 
+/// Issue 18's streaming: each of the 48 records searched a piece at a time
+/// (pieces of 2^16 samples, 3 minutes: ten or more per record, as a 24-hour
+/// record is searched in pieces of 2^20) gives the beats of the search in one
+/// piece, every one.
+#[test]
+fn qrs_detector_in_pieces_finds_the_same_beats_on_all_48_records() {
+    use ecg_serve::signal::qrs::{detect_r_peaks, detect_streamed};
+    let Some(dir) = common::mitdb() else { return };
+    let mut beats = 0;
+    for name in ecg_serve::eval::qrs::record_names(&dir).unwrap() {
+        let rec = ecg_serve::eval::load_signals(&dir, &name).unwrap();
+        let x = &rec.leads[0].samples;
+        let whole = detect_r_peaks(x, rec.sampling_rate);
+        let pieces = detect_streamed(x, rec.sampling_rate, 1 << 16);
+        assert_eq!(pieces, whole, "record {name}");
+        beats += whole.len();
+    }
+    eprintln!("48 records, {beats} beats: the same in pieces");
+    assert!(beats > 100_000);
+}
+
 #[test]
 fn qrs_detector_finds_every_beat_of_record_100() {
     let dir = common::fixtures().join("mitdb");

@@ -21,9 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::preprocess::{BeatPreprocessing, FeatureColumn, SegmentPreprocessing};
-use crate::signal::beat_features::beat_features;
-use crate::signal::codes::Codes;
-use crate::signal::qrs::{detect_r_peaks, detect_r_peaks_owned};
+use crate::signal::beat_features::{beat_features, FEATURES};
+use crate::signal::qrs::detect_r_peaks;
 use crate::signal::resample::map_index;
 use crate::signal::rr::{rr_features, window_rr_features};
 use crate::signal::window::{beat_windows, beat_windows_with_template, windows};
@@ -140,15 +139,15 @@ pub struct ModelInputs {
 pub fn model_inputs(rec: &Recording, lead: LeadRequest, models: Models) -> Result<ModelInputs> {
     let choice = rec.select_lead(lead.name, lead.fallback)?;
     let samples = Cow::Borrowed(&rec.leads[choice.index].samples[..]);
-    inputs_of(samples, rec.sampling_rate, choice, models, &mut |_| {}, 0)
+    inputs_of(samples, rec.sampling_rate, choice, models, &mut |_| {})
 }
 
 /// [`model_inputs`] of a recording the caller gives up (the server, once it
 /// has what it needs of it): the other leads are freed, the lead is
 /// band-passed where it lies when nothing reads the raw samples after that,
-/// and a long lead ([`CODED_FROM_SAMPLES`]) is also R-peak searched in place
-/// beside a lossless 16-bit copy ([`Codes`]), so it holds one copy of its
-/// lead instead of two (a 24-hour lead is 250 MB). The same tensors, bit for bit.
+/// so it holds one copy of its lead (a 24-hour lead is 250 MB; the R-peak
+/// search of a long lead holds a piece at a time, [`crate::signal::qrs::STREAM_FROM`]).
+/// The same tensors, bit for bit.
 ///
 /// `segment_ready` sees the segment model's inputs as soon as they are made,
 /// before the beat model's (the server starts the segment model there, so
@@ -159,59 +158,26 @@ pub fn model_inputs_owned(
     models: Models,
     segment_ready: &mut dyn FnMut(&SegmentInputs),
 ) -> Result<ModelInputs> {
-    owned_inputs(rec, lead, models, segment_ready, CODED_FROM_SAMPLES)
-}
-
-fn owned_inputs(
-    mut rec: Recording,
-    lead: LeadRequest,
-    models: Models,
-    segment_ready: &mut dyn FnMut(&SegmentInputs),
-    codes_from: usize,
-) -> Result<ModelInputs> {
+    let mut rec = rec;
     let choice = rec.select_lead(lead.name, lead.fallback)?;
     let samples = std::mem::take(&mut rec.leads[choice.index].samples);
     let fs = rec.sampling_rate;
     drop(rec);
-    inputs_of(
-        Cow::Owned(samples),
-        fs,
-        choice,
-        models,
-        segment_ready,
-        codes_from,
-    )
+    inputs_of(Cow::Owned(samples), fs, choice, models, segment_ready)
 }
 
-/// Samples from which a lead given up is coded while the detector works on
-/// it in place: 4 Mi samples (3.2 h at 360 Hz, 32 MB a copy). Coding costs
-/// about as much as the detector itself (record 100: 3.4 ms against 3.3 ms,
-/// `cargo bench --bench pipeline`); below this the second copy costs less.
-const CODED_FROM_SAMPLES: usize = 1 << 22;
-
-/// The inputs of `samples`; a lead given up of at least `codes_from` samples
-/// is R-peak searched in place ([`CODED_FROM_SAMPLES`]).
+/// The inputs of `samples` (filtered in place when given up).
 fn inputs_of(
     samples: Cow<'_, [f64]>,
     fs: f64,
     choice: LeadChoice,
     models: Models,
     segment_ready: &mut dyn FnMut(&SegmentInputs),
-    codes_from: usize,
 ) -> Result<ModelInputs> {
     // R peaks first: the detector's working copies are gone before the
     // filtered leads are made (a long record's peak memory).
     let t = Instant::now();
-    let (peaks, samples) = match samples {
-        // A long lead given up: the detector band-passes it in place while a
-        // lossless 16-bit copy waits to rebuild it (where it fits in one).
-        Cow::Owned(own) if own.len() >= codes_from => match Codes::new(&own) {
-            Some(codes) => (detect_r_peaks_owned(own, fs), Cow::Owned(codes.expand())),
-            None => (detect_r_peaks(&own, fs), Cow::Owned(own)),
-        },
-        Cow::Owned(own) => (detect_r_peaks(&own, fs), Cow::Owned(own)),
-        Cow::Borrowed(raw) => (detect_r_peaks(raw, fs), Cow::Borrowed(raw)),
-    };
+    let peaks = detect_r_peaks(&samples, fs);
     let mut spent = Spent {
         peaks: t.elapsed(),
         ..Spent::default()
@@ -327,15 +293,25 @@ fn beat_inputs(
     } else {
         Vec::new()
     };
-    let features = (0..peaks.len())
-        .flat_map(|i| {
+    let every_beat_feature = columns.len() == FEATURES
+        && (columns.iter().enumerate()).all(|(j, c)| *c == FeatureColumn::Beat(j));
+    let features = if every_beat_feature {
+        // The rows as they are (the shipped beat model's): no second copy of
+        // ~35 MB for a 24-hour record, at the request's peak of memory.
+        beat_rows.into_flattened()
+    } else {
+        // Sized at once (grown by doubling, the rows would pass through
+        // twice their size beside the old buffer).
+        let mut features = Vec::with_capacity(peaks.len() * columns.len());
+        features.extend((0..peaks.len()).flat_map(|i| {
             let (rr_rows, beat_rows) = (&rr_rows, &beat_rows);
             columns.iter().map(move |c| match *c {
                 FeatureColumn::Rr(j) => rr_rows[i][j],
                 FeatureColumn::Beat(j) => beat_rows[i][j],
             })
-        })
-        .collect();
+        }));
+        features
+    };
     Ok(BeatInputs {
         beats: peaks.len(),
         windows: if beat.samples() == 0 {
@@ -450,13 +426,9 @@ mod tests {
             (Some(&seg), None),
             (None, Some(&beat)),
         ];
-        // At the model rate (filtered in place) and at 250 Hz (resampled
-        // first); 200 s of the sine take more than 65,536 distinct values, so
-        // the detector filters a copy there instead of the lead itself.
+        // At the model rate (filtered in place) and at 250 Hz (resampled first).
         for (fs, seconds) in [(360.0, 25), (250.0, 25), (360.0, 200)] {
             let rec = recording(fs, seconds);
-            let distinct = Codes::new(&rec.leads[0].samples).is_some();
-            assert_eq!(distinct, seconds == 25);
             for (segment, beat) in cases {
                 let models = Models { segment, beat };
                 let kept = model_inputs(&rec, MLII, models).unwrap();
@@ -464,13 +436,6 @@ mod tests {
                 let given =
                     model_inputs_owned(rec.clone(), MLII, models, &mut |_| seen += 1).unwrap();
                 assert_eq!(seen, usize::from(segment.is_some()));
-                // The long-record path (coded, detector in place) on this short one.
-                let coded = owned_inputs(rec.clone(), MLII, models, &mut |_| {}, 0).unwrap();
-                assert_eq!(coded.peaks, given.peaks);
-                let segments = coded.segment.as_ref().zip(given.segment.as_ref());
-                assert!(segments.is_none_or(|(a, b)| a.filtered == b.filtered));
-                let beats = coded.beat.as_ref().zip(given.beat.as_ref());
-                assert!(beats.is_none_or(|(a, b)| a.features == b.features));
                 assert_eq!(kept.peaks, given.peaks);
                 let case = format!(
                     "{fs} Hz, {seconds} s, {} {}",

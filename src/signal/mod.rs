@@ -12,7 +12,6 @@
 
 pub mod aami;
 pub mod beat_features;
-pub mod codes;
 pub mod csv;
 pub mod edf;
 pub mod error;

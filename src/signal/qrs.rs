@@ -14,7 +14,6 @@
 
 use crate::signal::filter::ZeroPhase;
 use biquad::{Coefficients, ToHertz, Type};
-use std::borrow::Cow;
 
 /// Tunable parameters of the detector, in seconds and ratios.
 #[derive(Debug, Clone, Copy)]
@@ -53,53 +52,142 @@ pub fn detect_r_peaks(x: &[f64], fs: f64) -> Vec<usize> {
     detect_with(x, fs, &QrsConfig::default())
 }
 
-/// [`detect_r_peaks`] of a signal the caller gives up: the detector's
-/// band-pass runs over it in place (the same peaks; no second signal in
-/// memory, 250 MB for a 24-hour lead).
-pub fn detect_r_peaks_owned(x: Vec<f64>, fs: f64) -> Vec<usize> {
-    detect_cow(Cow::Owned(x), fs, &QrsConfig::default())
+/// Signals from this many samples (3.2 h at 360 Hz) are searched a
+/// [`STREAM_CHUNK`] at a time ([`detect_streamed`]): the detector then holds
+/// a few MB instead of a band-passed copy of the whole lead (250 MB for 24
+/// hours). Shorter ones are searched in one piece, as before.
+pub const STREAM_FROM: usize = 1 << 22;
+
+/// Samples per piece of a streamed search (48 min at 360 Hz).
+pub const STREAM_CHUNK: usize = 1 << 20;
+
+/// [`detect_r_peaks`] a piece of `chunk` samples at a time: each piece is
+/// band-passed with [`margin`] samples of the signal on either side, its
+/// energy's local maxima go through the refractory rule in order across the
+/// pieces, and each candidate's slope and R peak are measured while its piece
+/// is in memory. The same beats as in one piece (the band-passed values agree
+/// to rounding; `tests`, and over the 48 MIT-BIH records in
+/// `tests/signal_reference.rs`), in memory bounded by the chunk.
+pub fn detect_streamed(x: &[f64], fs: f64, chunk: usize) -> Vec<usize> {
+    detect_in_pieces(x, fs, &QrsConfig::default(), chunk.max(1))
 }
 
-/// A QRS candidate: its sample and its integrated energy.
-type Candidate = (usize, f64);
+/// A QRS candidate: a local maximum of the integrated energy that is the
+/// largest within the refractory period.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    at: usize,
+    energy: f64,
+    /// The largest absolute slope of the band-passed signal near it (the
+    /// T-wave test), once measured.
+    slope: f64,
+    /// Where its beat would lie: the largest deflection near it.
+    peak: usize,
+}
 
-/// The signal the detector works on.
+/// What the tracker reads: the integrated energy of the first 10 s (where it
+/// learns its levels) and the candidates, in order, measured.
 struct Features {
-    /// The band-passed signal.
-    band: Vec<f64>,
-    /// The integrated energy of the first 10 s, where the tracker learns its levels.
     learn: Vec<f64>,
-    /// QRS candidates: local maxima of the integrated energy that are the
-    /// largest within the refractory period, with their energy.
     candidates: Vec<Candidate>,
 }
 
-fn features(x: Cow<'_, [f64]>, fs: f64, cfg: &QrsConfig) -> Option<Features> {
+/// The detector's band-pass at `fs` (`None` where the rate cannot have it).
+fn band_pass(fs: f64, cfg: &QrsConfig) -> Option<ZeroPhase> {
     let section = |kind, hz: f64| {
         Coefficients::<f64>::from_params(kind, fs.hz(), hz.hz(), std::f64::consts::FRAC_1_SQRT_2)
             .ok()
     };
-    let filter = ZeroPhase::new(vec![
+    Some(ZeroPhase::new(vec![
         section(Type::HighPass, cfg.band_hz.0)?,
         section(Type::LowPass, cfg.band_hz.1)?,
-    ]);
-    let band = match x {
-        Cow::Owned(mut own) => {
-            filter.apply_in_place(&mut own);
-            own
-        }
-        Cow::Borrowed(x) => filter.apply(x),
-    };
-    let half = ((cfg.integration_s * fs) as usize / 2).max(1);
+    ]))
+}
+
+/// Samples in the energy's window on each side of its centre.
+fn half_window(fs: f64, cfg: &QrsConfig) -> usize {
+    ((cfg.integration_s * fs) as usize / 2).max(1)
+}
+
+/// Radii (samples) of the slope test and of the R-peak search.
+fn radii(fs: f64, cfg: &QrsConfig) -> (usize, usize) {
+    let samples = |s: f64| (s * fs).round() as usize;
+    (samples(0.075), samples(cfg.locate_s))
+}
+
+/// Measures the candidates from `first` on, from `band` (which starts at
+/// sample `offset` and covers each one's radii).
+fn measure(
+    cs: &mut [Candidate],
+    first: usize,
+    band: &[f64],
+    offset: usize,
+    (slope, locate): (usize, usize),
+) {
+    for c in &mut cs[first..] {
+        let at = c.at - offset;
+        c.slope = max_slope(band, at, slope);
+        c.peak = offset + self::locate(band, at, locate);
+    }
+}
+
+fn features(x: &[f64], fs: f64, cfg: &QrsConfig) -> Option<Features> {
+    let band = band_pass(fs, cfg)?.apply(x);
     let refractory = (cfg.refractory_s * fs).round() as usize;
     let learn_len = band.len().min((10.0 * fs) as usize);
     // `None` for a NaN or infinite sample: it makes the band-passed signal
     // NaN around it, and the energy's running sum NaN from there on.
-    let (learn, candidates) = candidates(Energy::new(&band, fs, half), refractory, learn_len)?;
+    let mut rule = Refractory::new(refractory);
+    let n = band.len();
+    let learn = maxima(
+        Energy::new(&band, fs, half_window(fs, cfg)),
+        learn_len,
+        (0..n, 0),
+        &mut rule,
+    )?;
+    let mut candidates = rule.kept;
+    measure(&mut candidates, 0, &band, 0, radii(fs, cfg));
+    Some(Features { learn, candidates })
+}
+
+/// Samples of the signal around a piece that its band-pass and measures
+/// read: the filter's warm-up (its start forgotten to 1e-32) and room for
+/// the energy's window and the R-peak search, with 1 s to spare.
+fn margin(filter: &ZeroPhase, fs: f64, cfg: &QrsConfig) -> Option<usize> {
+    let (slope, locate) = radii(fs, cfg);
+    Some(filter.warm_up()? + half_window(fs, cfg) + slope.max(locate) + fs.ceil() as usize + 2)
+}
+
+/// [`features`] a piece at a time ([`detect_streamed`]).
+fn streamed_features(x: &[f64], fs: f64, cfg: &QrsConfig, chunk: usize) -> Option<Features> {
+    let filter = band_pass(fs, cfg)?;
+    let margin = margin(&filter, fs, cfg)?;
+    let n = x.len();
+    let refractory = (cfg.refractory_s * fs).round() as usize;
+    let learn_len = n.min((10.0 * fs) as usize);
+    let mut rule = Refractory::new(refractory);
+    let mut learn = Vec::new();
+    for a in (0..n).step_by(chunk) {
+        let b = (a + chunk).min(n);
+        let (from, to) = (a.saturating_sub(margin), (b + margin).min(n));
+        let band = filter.apply(&x[from..to]);
+        let first = maxima(
+            Energy::new(&band, fs, half_window(fs, cfg)),
+            if a == 0 { learn_len } else { 0 },
+            (a - from..b - from, from),
+            &mut rule,
+        )?;
+        if a == 0 {
+            learn = first;
+        }
+        // This piece's candidates: the last ones (the rule may have dropped
+        // some of the pieces before, and kept the others as they were).
+        let fresh = rule.kept.partition_point(|c| c.at < a);
+        measure(&mut rule.kept, fresh, &band, from, radii(fs, cfg));
+    }
     Some(Features {
-        band,
         learn,
-        candidates,
+        candidates: rule.kept,
     })
 }
 
@@ -219,15 +307,54 @@ fn integrate(enter: &[f64], leave: &[f64], fs: f64, out: &mut [f64], mut sum: f6
     sum
 }
 
-/// Local maxima of the `energy` that are the largest within `refractory`
-/// samples, with their energy; and the energy's first `learn` samples.
-/// `None` when the energy is not finite somewhere (its running sum, which
-/// every sample enters, is not finite at the end).
-fn candidates(
-    mut energy: Energy,
+/// The refractory rule over the energy's local maxima, offered in order:
+/// a maximum replaces the candidates within `refractory` samples before it
+/// that are smaller, and is kept when none larger lies that close.
+struct Refractory {
     refractory: usize,
+    kept: Vec<Candidate>,
+}
+
+impl Refractory {
+    fn new(refractory: usize) -> Self {
+        Refractory {
+            refractory,
+            kept: Vec::new(),
+        }
+    }
+
+    fn offer(&mut self, i: usize, e: f64) {
+        while let Some(last) = self.kept.last() {
+            if i - last.at >= self.refractory || last.energy >= e {
+                break;
+            }
+            self.kept.pop();
+        }
+        if self
+            .kept
+            .last()
+            .is_none_or(|last| i - last.at >= self.refractory)
+        {
+            self.kept.push(Candidate {
+                at: i,
+                energy: e,
+                slope: 0.0,
+                peak: i,
+            });
+        }
+    }
+}
+
+/// Streams `energy`: offers its local maxima at samples `core` to `rule`
+/// (as sample `offset + j`), and returns its first `learn` samples. `None`
+/// when the energy is not finite somewhere (its running sum, which every
+/// sample enters, is not finite at the end).
+fn maxima(
+    mut energy: Energy,
     learn: usize,
-) -> Option<(Vec<f64>, Vec<Candidate>)> {
+    (core, offset): (std::ops::Range<usize>, usize),
+    rule: &mut Refractory,
+) -> Option<Vec<f64>> {
     // Chunk by chunk (the chunk stays in L1), after the last two samples of
     // the chunk before: first every local maximum, then the refractory rule
     // over those maxima only.
@@ -236,7 +363,6 @@ fn candidates(
     let mut buf = vec![0.0; CHUNK + 2];
     let mut maxima = [0usize; CHUNK];
     let mut first = Vec::with_capacity(learn);
-    let mut kept: Vec<Candidate> = Vec::new();
     // `buf[..carry]` holds the samples before `from`.
     let mut carry = 0;
     for from in (0..n).step_by(CHUNK) {
@@ -265,15 +391,8 @@ fn candidates(
             }
         }
         for &j in &maxima[..count] {
-            let (i, e) = (base + j, chunk[j]);
-            while let Some(&(last, e_last)) = kept.last() {
-                if i - last >= refractory || e_last >= e {
-                    break;
-                }
-                kept.pop();
-            }
-            if kept.last().is_none_or(|&(last, _)| i - last >= refractory) {
-                kept.push((i, e));
+            if core.contains(&(base + j)) {
+                rule.offer(offset + base + j, chunk[j]);
             }
         }
         let len = chunk.len();
@@ -282,7 +401,7 @@ fn candidates(
             carry = 2;
         }
     }
-    energy.sum.is_finite().then_some((first, kept))
+    energy.sum.is_finite().then_some(first)
 }
 
 /// The largest of `f(0..n)`, all of them finite and >= 0, in four running
@@ -328,13 +447,11 @@ fn locate(y: &[f64], at: usize, radius: usize) -> usize {
 struct Tracker<'a> {
     cfg: &'a QrsConfig,
     fs: f64,
-    f: &'a Features,
     /// Running QRS and noise peak levels of the integrated energy.
     signal: f64,
     noise: f64,
-    /// Candidate positions accepted as QRS, and each one's largest slope.
-    beats: Vec<usize>,
-    slopes: Vec<f64>,
+    /// Candidates accepted as QRS.
+    beats: Vec<Candidate>,
     /// The last eight RR intervals, in samples.
     rr: Vec<f64>,
     /// Candidates rejected since the last beat (with their energy), for search-back.
@@ -355,11 +472,9 @@ impl<'a> Tracker<'a> {
         (peak > f64::MIN_POSITIVE).then(|| Tracker {
             cfg,
             fs,
-            f,
             signal: peak,
             noise: m.iter().sum::<f64>() / learn as f64 * 0.5,
             beats: Vec::new(),
-            slopes: Vec::new(),
             rr: Vec::new(),
             noise_since_beat: Vec::new(),
         })
@@ -373,25 +488,20 @@ impl<'a> Tracker<'a> {
         self.noise + self.cfg.threshold_ratio * (self.signal - self.noise)
     }
 
-    fn slope(&self, at: usize) -> f64 {
-        max_slope(&self.f.band, at, self.samples(0.075))
-    }
-
-    fn accept(&mut self, c: usize) {
-        if let Some(&last) = self.beats.last() {
-            self.rr.push((c - last) as f64);
+    fn accept(&mut self, c: Candidate) {
+        if let Some(last) = self.beats.last() {
+            self.rr.push((c.at - last.at) as f64);
             if self.rr.len() > 8 {
                 self.rr.remove(0);
             }
         }
         self.beats.push(c);
-        self.slopes.push(self.slope(c));
     }
 
     /// A beat is overdue before candidate `c`: accept the best rejected candidate
     /// over half the threshold, or, with none, let the signal level decay.
     fn search_back(&mut self, c: usize) {
-        while let Some(&last) = self.beats.last() {
+        while let Some(last) = self.beats.last().map(|b| b.at) {
             let mean_rr = match self.rr.len() {
                 0 => self.fs,
                 n => self.rr.iter().sum::<f64>() / n as f64,
@@ -406,9 +516,9 @@ impl<'a> Tracker<'a> {
                 .noise_since_beat
                 .iter()
                 .copied()
-                .filter(|&(p, e)| p > earliest && e > floor)
-                .max_by(|a, b| a.1.total_cmp(&b.1));
-            let Some((b, e)) = best else {
+                .filter(|b| b.at > earliest && b.energy > floor)
+                .max_by(|a, b| a.energy.total_cmp(&b.energy));
+            let Some(b) = best else {
                 // Nothing even at half threshold: the QRS amplitude has dropped
                 // (lead change, gain change). Let the signal level follow it down.
                 if gap > self.cfg.decay_after_rr * mean_rr {
@@ -416,19 +526,19 @@ impl<'a> Tracker<'a> {
                 }
                 return;
             };
-            self.signal = 0.25 * e + 0.75 * self.signal;
-            self.noise_since_beat.retain(|&(p, _)| p > b);
+            self.signal = 0.25 * b.energy + 0.75 * self.signal;
+            self.noise_since_beat.retain(|r| r.at > b.at);
             self.accept(b);
         }
     }
 
-    /// Classifies candidate `c` (energy `m`) as QRS or noise, with the T-wave slope test.
-    fn classify(&mut self, c: usize, m: f64) {
+    /// Classifies candidate `c` as QRS or noise, with the T-wave slope test.
+    fn classify(&mut self, c: Candidate) {
+        let m = c.energy;
         let is_qrs = m > self.threshold()
             && match self.beats.last() {
-                Some(&last) if c - last < self.samples(self.cfg.t_wave_s) => {
-                    let previous = self.slopes.last().copied().unwrap_or(0.0);
-                    self.slope(c) >= self.cfg.t_wave_slope_ratio * previous
+                Some(last) if c.at - last.at < self.samples(self.cfg.t_wave_s) => {
+                    c.slope >= self.cfg.t_wave_slope_ratio * last.slope
                 }
                 _ => true,
             };
@@ -438,43 +548,55 @@ impl<'a> Tracker<'a> {
             self.accept(c);
         } else {
             self.noise = 0.125 * m + 0.875 * self.noise;
-            self.noise_since_beat.push((c, m));
+            self.noise_since_beat.push(c);
         }
     }
 
     /// R peaks: each beat moved to the largest deflection near it, strictly increasing.
     fn peaks(&self) -> Vec<usize> {
-        let radius = self.samples(self.cfg.locate_s);
         let mut peaks: Vec<usize> = Vec::with_capacity(self.beats.len());
-        for &b in &self.beats {
-            let p = locate(&self.f.band, b, radius);
-            if peaks.last().is_none_or(|&q| p > q) {
-                peaks.push(p);
+        for b in &self.beats {
+            if peaks.last().is_none_or(|&q| b.peak > q) {
+                peaks.push(b.peak);
             }
         }
         peaks
     }
 }
 
-/// R-peak detection with explicit parameters.
+/// R-peak detection with explicit parameters (a long signal a piece at a
+/// time, [`STREAM_FROM`]).
 pub fn detect_with(x: &[f64], fs: f64, cfg: &QrsConfig) -> Vec<usize> {
-    detect_cow(Cow::Borrowed(x), fs, cfg)
+    if x.len() >= STREAM_FROM {
+        return detect_in_pieces(x, fs, cfg, STREAM_CHUNK);
+    }
+    track(x, fs, cfg, || features(x, fs, cfg))
 }
 
-fn detect_cow(x: Cow<'_, [f64]>, fs: f64, cfg: &QrsConfig) -> Vec<usize> {
+fn detect_in_pieces(x: &[f64], fs: f64, cfg: &QrsConfig, chunk: usize) -> Vec<usize> {
+    track(x, fs, cfg, || streamed_features(x, fs, cfg, chunk))
+}
+
+/// The beats among the candidates of `x`'s `features`.
+fn track(
+    x: &[f64],
+    fs: f64,
+    cfg: &QrsConfig,
+    features: impl FnOnce() -> Option<Features>,
+) -> Vec<usize> {
     let usable = fs.is_finite() && fs >= 50.0 && x.len() as f64 >= fs;
     if !usable {
         return Vec::new();
     }
-    let Some(f) = features(x, fs, cfg) else {
+    let Some(f) = features() else {
         return Vec::new();
     };
     let Some(mut tracker) = Tracker::new(cfg, fs, &f) else {
         return Vec::new();
     };
-    for &(c, m) in &f.candidates {
-        tracker.search_back(c);
-        tracker.classify(c, m);
+    for &c in &f.candidates {
+        tracker.search_back(c.at);
+        tracker.classify(c);
     }
     tracker.peaks()
 }
@@ -570,17 +692,58 @@ mod tests {
             let half = ((0.15 * fs) as usize / 2).max(1);
             let refractory = (0.2 * fs) as usize;
             let learn = n.min((10.0 * fs) as usize);
-            let (first, found) =
-                candidates(Energy::new(&band, fs, half), refractory, learn).unwrap();
+            let mut rule = Refractory::new(refractory);
+            let first = maxima(Energy::new(&band, fs, half), learn, (0..n, 0), &mut rule).unwrap();
+            let found = rule.kept;
             let (energy, expected) = plain(&band, fs, half, refractory);
             assert_eq!(first, energy[..learn], "fs {fs} n {n}");
-            let at: Vec<usize> = found.iter().map(|c| c.0).collect();
+            let at: Vec<usize> = found.iter().map(|c| c.at).collect();
             assert_eq!(at, expected, "fs {fs} n {n}");
             assert!(found
                 .iter()
-                .all(|&(i, e)| e.to_bits() == energy[i].to_bits()));
+                .all(|c| c.energy.to_bits() == energy[c.at].to_bits()));
             assert!(!expected.is_empty());
         }
+    }
+
+    /// The search a piece at a time finds the beats of the search in one
+    /// piece: synthetic records with noise, a lead change and a pause, at
+    /// several rates, cut into pieces of many sizes (pieces shorter than the
+    /// margin, pieces ending on a beat); the committed record 100 in ten pieces.
+    #[test]
+    fn pieces_find_the_same_beats_as_one_piece() {
+        for fs in [128.0, 360.0, 1000.0] {
+            let (mut x, _) = synthetic(fs, 120.0, 0.73, 1.0);
+            let n = x.len();
+            for (i, v) in x.iter_mut().enumerate() {
+                // Noise, and from 40 s a quarter of the amplitude.
+                *v += 0.05 * (((i * 7919) % 101) as f64 / 101.0 - 0.5);
+                if i as f64 > 40.0 * fs {
+                    *v *= 0.25;
+                }
+            }
+            // A 3 s pause (flat line) at 80 s.
+            let pause = (80.0 * fs) as usize;
+            x[pause..pause + (3.0 * fs) as usize].fill(0.0);
+            let whole = track(&x, fs, &QrsConfig::default(), || {
+                features(&x, fs, &QrsConfig::default())
+            });
+            assert!(whole.len() > 100, "fs {fs}");
+            for chunk in [997, 4096, (10.0 * fs) as usize, n / 3, n - 1, n] {
+                let pieces = detect_streamed(&x, fs, chunk);
+                assert_eq!(pieces, whole, "fs {fs}, pieces of {chunk}");
+            }
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mitdb");
+        let hea = std::fs::read_to_string(dir.join("100.hea")).unwrap();
+        let header = crate::signal::wfdb::parse_header("100.hea", &hea).unwrap();
+        let dat = std::fs::read(dir.join("100.dat")).unwrap();
+        let rec = crate::signal::wfdb::read_record(&header, |_| Some(&dat[..]), Default::default())
+            .unwrap();
+        let x = &rec.leads[0].samples;
+        let whole = detect_r_peaks(x, 360.0);
+        assert!(whole.len() > 2200);
+        assert_eq!(detect_streamed(x, 360.0, x.len() / 10 + 1), whole);
     }
 
     #[test]
@@ -599,6 +762,7 @@ mod tests {
                 let mut y = x.clone();
                 y[at] = bad;
                 assert!(detect_r_peaks(&y, 360.0).is_empty(), "{bad} at {at}");
+                assert!(detect_streamed(&y, 360.0, 4000).is_empty(), "{bad} at {at}");
             }
         }
     }
