@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::preprocess::{BeatPreprocessing, FeatureColumn, SegmentPreprocessing};
-use crate::signal::beat_features::{beat_features, FEATURES};
+use crate::signal::beat_features::beat_features_each;
 use crate::signal::qrs::detect_r_peaks;
 use crate::signal::resample::map_index;
 use crate::signal::rr::{rr_features, window_rr_features};
@@ -288,30 +288,24 @@ fn beat_inputs(
     let (b, a) = (beat.before_samples, beat.after_samples);
     let rr = rr_features(peaks, fs, beat.rr_local_beats);
     let rr_rows: Vec<[f32; 9]> = rr.iter().map(|f| f.to_array()).collect();
-    let beat_rows = if columns.iter().any(|c| matches!(c, FeatureColumn::Beat(_))) {
-        beat_features(filtered, pre.sample_rate_hz, &at_model_rate, &rr)
-    } else {
-        Vec::new()
+    // Each beat's row of the card's columns, written as its beat features
+    // come (never all of them beside the input: 31 MB for 24 hours).
+    let mut features = Vec::with_capacity(peaks.len() * columns.len());
+    let mut write = |i: usize, beat_row: &[f32]| {
+        features.extend(columns.iter().map(|c| match *c {
+            FeatureColumn::Rr(j) => rr_rows[i][j],
+            FeatureColumn::Beat(j) => beat_row[j],
+        }))
     };
-    let every_beat_feature = columns.len() == FEATURES
-        && (columns.iter().enumerate()).all(|(j, c)| *c == FeatureColumn::Beat(j));
-    let features = if every_beat_feature {
-        // The rows as they are (the shipped beat model's): no second copy of
-        // ~35 MB for a 24-hour record, at the request's peak of memory.
-        beat_rows.into_flattened()
+    if columns.iter().any(|c| matches!(c, FeatureColumn::Beat(_))) {
+        let mut i = 0;
+        beat_features_each(filtered, pre.sample_rate_hz, &at_model_rate, &rr, |row| {
+            write(i, &row);
+            i += 1;
+        });
     } else {
-        // Sized at once (grown by doubling, the rows would pass through
-        // twice their size beside the old buffer).
-        let mut features = Vec::with_capacity(peaks.len() * columns.len());
-        features.extend((0..peaks.len()).flat_map(|i| {
-            let (rr_rows, beat_rows) = (&rr_rows, &beat_rows);
-            columns.iter().map(move |c| match *c {
-                FeatureColumn::Rr(j) => rr_rows[i][j],
-                FeatureColumn::Beat(j) => beat_rows[i][j],
-            })
-        }));
-        features
-    };
+        (0..peaks.len()).for_each(|i| write(i, &[]));
+    }
     Ok(BeatInputs {
         beats: peaks.len(),
         windows: if beat.samples() == 0 {

@@ -168,9 +168,25 @@ pub fn beat_features(
     peaks: &[usize],
     rr: &[RrFeatures],
 ) -> Vec<[f32; FEATURES]> {
+    let mut rows = Vec::with_capacity(peaks.len());
+    beat_features_each(x, rate, peaks, rr, |row| rows.push(row));
+    rows
+}
+
+/// [`beat_features`], each beat's row handed to `row` in order instead of
+/// kept (the server writes them into the model's input: a 24-hour record's
+/// rows are 31 MB).
+pub fn beat_features_each(
+    x: &[f64],
+    rate: f64,
+    peaks: &[usize],
+    rr: &[RrFeatures],
+    mut row: impl FnMut([f32; FEATURES]),
+) {
     let n = peaks.len();
     if n < 2 || rr.len() != n || x.is_empty() || rate.is_nan() || rate <= 0.0 {
-        return vec![[0.0; FEATURES]; n];
+        (0..n).for_each(|_| row([0.0; FEATURES]));
+        return;
     }
     let geometry = Geometry::new(rate);
     // Windows are cut again where needed rather than kept: a 24-hour record
@@ -262,7 +278,7 @@ pub fn beat_features(
             }
             f
         })
-        .collect()
+        .for_each(row)
 }
 
 /// Sample offsets of the regions at one rate.

@@ -167,10 +167,15 @@ fn streamed_features(x: &[f64], fs: f64, cfg: &QrsConfig, chunk: usize) -> Optio
     let learn_len = n.min((10.0 * fs) as usize);
     let mut rule = Refractory::new(refractory);
     let mut learn = Vec::new();
+    // One buffer for every piece: a new one per piece (8 MB each, 30 for
+    // 24 hours) left the allocators holding ~70 MB more after each request.
+    let mut band = Vec::with_capacity((chunk + 2 * margin).min(n));
     for a in (0..n).step_by(chunk) {
         let b = (a + chunk).min(n);
         let (from, to) = (a.saturating_sub(margin), (b + margin).min(n));
-        let band = filter.apply(&x[from..to]);
+        band.clear();
+        band.extend_from_slice(&x[from..to]);
+        filter.apply_in_place(&mut band);
         let first = maxima(
             Energy::new(&band, fs, half_window(fs, cfg)),
             if a == 0 { learn_len } else { 0 },
