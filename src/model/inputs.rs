@@ -153,12 +153,11 @@ pub fn model_inputs(rec: &Recording, lead: LeadRequest, models: Models) -> Resul
 /// before the beat model's (the server starts the segment model there, so
 /// that the beat features are computed while it runs).
 pub fn model_inputs_owned(
-    rec: Recording,
+    mut rec: Recording,
     lead: LeadRequest,
     models: Models,
     segment_ready: &mut dyn FnMut(&SegmentInputs),
 ) -> Result<ModelInputs> {
-    let mut rec = rec;
     let choice = rec.select_lead(lead.name, lead.fallback)?;
     let samples = std::mem::take(&mut rec.leads[choice.index].samples);
     let fs = rec.sampling_rate;
