@@ -272,7 +272,8 @@ enum Dataset {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::command();
-    let argv = match run_config::expand(&cli, heartbeat_alias(std::env::args_os().collect())) {
+    let argv = match run_config::expand(&cli, heartbeat_alias(&cli, std::env::args_os().collect()))
+    {
         Ok(argv) => argv,
         Err(e) => {
             eprintln!("error: {e}");
@@ -309,8 +310,7 @@ fn main() -> anyhow::Result<()> {
 /// heartbeat-format projects type) is `ecg-train heartbeat`: the networks on
 /// heartbeat rows. `beat` itself trains the recording beat model, which has
 /// neither flag.
-fn heartbeat_alias(mut argv: Vec<OsString>) -> Vec<OsString> {
-    let cli = Cli::command();
+fn heartbeat_alias(cli: &clap::Command, mut argv: Vec<OsString>) -> Vec<OsString> {
     let command = argv
         .iter()
         .enumerate()
