@@ -23,7 +23,9 @@
 //! Atrial activity: an atrial premature beat has a P wave (earlier, often of
 //! another shape); atrial fibrillation has none, and irregular RR around it.
 //! `p_corr` (the P-wave region against the template's), `p_rms_rel`, and the
-//! neighbours' mean `p_corr` and RR irregularity carry that evidence.
+//! neighbours' mean `p_corr` and RR irregularity carry that evidence against
+//! the record; [`ATRIAL`] against a population prior (a P wave is a smooth
+//! bump before the QRS in any patient), which an ectopic majority cannot move.
 
 use super::rr::RrFeatures;
 
@@ -100,10 +102,13 @@ pub const NAMES: [&str; FEATURES] = [
     "pre_average",
     "pre_previous",
     "p_previous_corr",
+    "p_fit",
+    "p_fit_amplitude",
+    "neighbour_p_fit",
 ];
 
 /// Number of features per beat.
-pub const FEATURES: usize = 18 + 2 * WAVE_POINTS + CONTEXT.len();
+pub const FEATURES: usize = 18 + 2 * WAVE_POINTS + CONTEXT.len() + ATRIAL.len();
 
 /// The rhythm-context features (after the waveform points), which do not
 /// lean on the record's majority:
@@ -128,6 +133,26 @@ pub const CONTEXT: [&str; 5] = [
     "pre_previous",
     "p_previous_corr",
 ];
+/// Atrial activity against a population prior, not against the record (the
+/// last features): a P wave is a smooth bump of about [`P_FIT_S`] seconds
+/// somewhere in the 0.25 s before the QRS, whatever the patient's majority
+/// rhythm. Each beat's region before the QRS is searched for the best fit of a
+/// Hann bump of that length, each placement's linear trend removed first:
+///
+/// - `p_fit`: the best placement's |correlation| with the bump (near 1 for a P
+///   wave of either polarity, low for a flat or a fibrillating baseline);
+/// - `p_fit_amplitude`: the fitted bump's height over the beat's own QRS
+///   peak-to-peak amplitude;
+/// - `neighbour_p_fit`: the mean `p_fit` of the 4 beats either side (atrial
+///   fibrillation has no P wave before any of them; an atrial premature beat's
+///   neighbours have theirs).
+///
+/// The slow onset of a wide QRS can fit the bump too; the shape features tell
+/// those beats apart.
+pub const ATRIAL: [&str; 3] = ["p_fit", "p_fit_amplitude", "neighbour_p_fit"];
+/// Length, seconds, of the P-wave bump [`ATRIAL`] fits.
+pub const P_FIT_S: f64 = 0.09;
+
 /// Quantile of the dominant beats' previous RR taken as the slow normal RR.
 pub const SLOW_QUANTILE: f64 = 0.75;
 /// Half-width, seconds, of the window [`CONTEXT`]'s `pre_average` averages over.
@@ -156,6 +181,8 @@ const AFTER_S: f64 = 0.45;
 const QRS: (f64, f64) = (-0.08, 0.12);
 /// P-wave region.
 const P_WAVE: (f64, f64) = (-0.23, -0.09);
+/// Where [`ATRIAL`]'s bump may lie: from the window's start to the QRS region.
+const P_SEARCH: (f64, f64) = (-BEFORE_S, -0.08);
 /// Region the QRS width is measured in.
 const WIDTH: (f64, f64) = (-0.15, 0.15);
 
@@ -204,8 +231,11 @@ pub fn beat_features_each(
         Vec::with_capacity(n),
     );
     let mut previous: Option<Vec<f64>> = None;
+    let bump = Bump::new(rate);
+    let mut p_fit = Vec::with_capacity(n);
     for i in 0..n {
         let w = window(i);
+        p_fit.push(bump.fit(geometry.p_search(&w), peak_to_peak(geometry.qrs(&w))));
         qrs_corr.push(correlation(geometry.qrs(&w), geometry.qrs(t)));
         p_corr.push(correlation(geometry.p_wave(&w), geometry.p_wave(t)));
         p_previous.push(previous.as_ref().map_or(1.0, |v| {
@@ -273,7 +303,13 @@ pub fn beat_features_each(
                 ratio(r.pre, rr[i.saturating_sub(1)].pre),
                 p_previous[i],
             ];
-            for (slot, v) in f[18 + 2 * WAVE_POINTS..].iter_mut().zip(context) {
+            let near: Vec<f64> = (i.saturating_sub(4)..(i + 5).min(n))
+                .filter(|&k| k != i)
+                .map(|k| p_fit[k].score)
+                .collect();
+            let atrial = [p_fit[i].score, p_fit[i].amplitude, mean(&near)];
+            let tail = context.into_iter().chain(atrial);
+            for (slot, v) in f[18 + 2 * WAVE_POINTS..].iter_mut().zip(tail) {
                 *slot = v as f32;
             }
             f
@@ -326,6 +362,10 @@ impl Geometry {
         self.region(w, P_WAVE)
     }
 
+    fn p_search<'a>(&self, w: &'a [f64]) -> &'a [f64] {
+        self.region(w, P_SEARCH)
+    }
+
     fn wave_index(&self, k: usize) -> usize {
         self.index(WAVE_FROM_S + k as f64 * WAVE_STEP_S)
     }
@@ -350,6 +390,113 @@ impl Geometry {
             }
         }
         hi.saturating_sub(lo.unwrap_or(0)) as f64 / self.rate
+    }
+}
+
+/// The best fit of a P wave in one beat's region before the QRS ([`ATRIAL`]).
+#[derive(Debug, Clone, Copy)]
+struct PFit {
+    score: f64,
+    amplitude: f64,
+}
+
+/// A Hann bump of [`P_FIT_S`] at one rate, its linear trend removed (so that
+/// its inner product with a segment ignores the segment's own trend).
+struct Bump {
+    shape: Vec<f64>,
+    energy: f64,
+    /// The middle index and the sum of squared distances to it (the line fit's).
+    centre: f64,
+    spread: f64,
+}
+
+impl Bump {
+    fn new(rate: f64) -> Self {
+        let m = ((P_FIT_S * rate).round() as usize).max(5) | 1;
+        let hann =
+            (0..m).map(|k| 0.5 - 0.5 * (std::f64::consts::TAU * k as f64 / (m - 1) as f64).cos());
+        let mut shape: Vec<f64> = hann.collect();
+        let trend = Trend::of(&shape);
+        for (k, v) in shape.iter_mut().enumerate() {
+            *v -= trend.at(k);
+        }
+        let energy = shape.iter().map(|v| v * v).sum();
+        let centre = (m as f64 - 1.0) / 2.0;
+        let spread = (0..m).map(|k| (k as f64 - centre).powi(2)).sum();
+        Bump {
+            shape,
+            energy,
+            centre,
+            spread,
+        }
+    }
+
+    /// The best placement in `region` (|correlation| after detrending), with
+    /// its height over `qrs_amplitude`.
+    fn fit(&self, region: &[f64], qrs_amplitude: f64) -> PFit {
+        let m = self.shape.len();
+        let none = PFit {
+            score: 0.0,
+            amplitude: 0.0,
+        };
+        if region.len() < m || self.energy <= 0.0 {
+            return none;
+        }
+        let amplitude = qrs_amplitude.max(1e-9);
+        let mut best = none;
+        for seg in region.windows(m) {
+            // One pass: the segment's sums give its energy about its own line.
+            let (mut s0, mut s1, mut s2, mut product) = (0.0, 0.0, 0.0, 0.0);
+            for (k, (&y, &h)) in seg.iter().zip(&self.shape).enumerate() {
+                s0 += y;
+                s1 += (k as f64 - self.centre) * y;
+                s2 += y * y;
+                product += y * h;
+            }
+            let detrended = s2 - s0 * s0 / m as f64 - s1 * s1 / self.spread;
+            // A flat placement (below a millionth of the QRS) fits nothing.
+            if detrended <= (1e-6 * amplitude).powi(2) * m as f64 {
+                continue;
+            }
+            let score = (product / (detrended * self.energy).sqrt()).abs();
+            if score > best.score {
+                best = PFit {
+                    score,
+                    amplitude: (product / self.energy / amplitude).abs().min(2.0),
+                };
+            }
+        }
+        best
+    }
+}
+
+/// The least-squares line through a segment (index as abscissa).
+struct Trend {
+    mean: f64,
+    slope: f64,
+    centre: f64,
+}
+
+impl Trend {
+    fn of(v: &[f64]) -> Self {
+        let centre = (v.len() as f64 - 1.0) / 2.0;
+        let mean = mean(v);
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for (k, y) in v.iter().enumerate() {
+            let x = k as f64 - centre;
+            sxy += x * (y - mean);
+            sxx += x * x;
+        }
+        let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+        Trend {
+            mean,
+            slope,
+            centre,
+        }
+    }
+
+    fn at(&self, k: usize) -> f64 {
+        self.mean + self.slope * (k as f64 - self.centre)
     }
 }
 
@@ -529,7 +676,7 @@ mod tests {
             bump(x, c, 0.012, 1.0);
         }
         if p_wave {
-            bump(x, c - 0.16 * rate, 0.02, 0.15);
+            bump(x, c - 0.16 * rate, 0.035, 0.15);
         }
     }
 
@@ -646,6 +793,29 @@ mod tests {
             // A sinus P wave follows a sinus P wave; the run's first beat has none.
             let p = column(&f, "p_previous_corr");
             assert!(p[10] > 0.9 && p[20] < 0.5, "{rate}: {} {}", p[10], p[20]);
+        }
+    }
+
+    #[test]
+    fn a_p_wave_is_found_against_a_population_prior() {
+        // The sinus and atrial beats have a P wave 0.16 s before the QRS
+        // (0.15 of its height); a narrow beat without one fits no bump.
+        for rate in [128.0, 360.0, 500.0] {
+            let (x, peaks, _) = record(rate);
+            let rr = rr_features(&peaks, rate, 10);
+            let f = beat_features(&x, rate, &peaks, &rr);
+            let (fit, height) = (column(&f, "p_fit"), column(&f, "p_fit_amplitude"));
+            assert!(fit[5] > 0.9 && fit[10] > 0.9, "{rate}: {fit:?}");
+            assert!((0.04..0.25).contains(&height[5]), "{rate}: {height:?}");
+            let near = column(&f, "neighbour_p_fit");
+            assert!(near[20] > 0.8, "{rate}: {}", near[20]);
+            // A narrow beat without a P wave.
+            let mut bare = vec![0.0; x.len()];
+            for (k, &p) in peaks.iter().enumerate() {
+                beat(&mut bare, p, rate, false, k != 15);
+            }
+            let fit = column(&beat_features(&bare, rate, &peaks, &rr), "p_fit");
+            assert!(fit[15] < 0.5 && fit[14] > 0.9, "{rate}: {fit:?}");
         }
     }
 
