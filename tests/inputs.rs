@@ -90,7 +90,7 @@ fn trainer_and_server_build_the_same_tensors() {
     // with the same inputs: the shipped model's 80 features (no window), and
     // the 1.0.0 network's two-channel window and nine RR features.
     let mut beats = WindowSet::default();
-    for (name, window, features) in [("ecg-beat.json", 0, 80), ("ecg-beat-net.json", 2 * 252, 9)] {
+    for (name, window, features) in [("ecg-beat.json", 0, 83), ("ecg-beat-net.json", 2 * 252, 9)] {
         let beat = card(name);
         let served = prepare(request(), &segment, Some(&beat), 86_400.0)
             .unwrap()
