@@ -5,8 +5,8 @@
 # usage: scripts/compare-peer.sh [like|shipped] [ecg-serve flags...]
 #   like     (default) both run ecg-segment and the 1.0.0 beat network (models/ecg-beat-net),
 #            the beat model the peer implements: the same work on both sides.
-#   shipped  ecg-serve runs its shipped beat model (ecg-beat 2.2.0, 80 features); the peer
-#            still runs ecg-beat-net 1.0.0, since it cannot build 2.2.0's features. Not the
+#   shipped  ecg-serve runs its shipped beat model (ecg-beat 2.3.0, 83 features); the peer
+#            still runs ecg-beat-net 1.0.0, since it cannot build 2.3.0's features. Not the
 #            same work: it shows what a user of each gets, not the cost of the same models.
 # env: passed on to compare.sh (ROUNDS, DURATION, CONCS, HOLTER=1 for the 24-hour record);
 #      ORT_DYLIB_PATH (default: scripts/fetch-ort.sh); BIN (default target/release/ecg-serve).

@@ -11,6 +11,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,7 +24,12 @@ struct Mlflow {
 }
 
 impl Drop for Mlflow {
+    /// Stops the server's whole process group: `mlflow server` starts uvicorn,
+    /// a job runner and its huey consumers, which outlive a kill of the parent
+    /// alone (they were left running after every test run).
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -79,6 +85,7 @@ fn start_mlflow(bin: &Path, dir: &Path) -> Mlflow {
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .unwrap();
     let server = Mlflow {
