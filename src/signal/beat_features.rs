@@ -233,9 +233,12 @@ pub fn beat_features_each(
     let mut previous: Option<Vec<f64>> = None;
     let bump = Bump::new(rate);
     let mut p_fit = Vec::with_capacity(n);
+    let mut p_fit_score = Vec::with_capacity(n);
     for i in 0..n {
         let w = window(i);
-        p_fit.push(bump.fit(geometry.p_search(&w), peak_to_peak(geometry.qrs(&w))));
+        let fit = bump.fit(geometry.p_search(&w), peak_to_peak(geometry.qrs(&w)));
+        p_fit_score.push(fit.score);
+        p_fit.push(fit);
         qrs_corr.push(correlation(geometry.qrs(&w), geometry.qrs(t)));
         p_corr.push(correlation(geometry.p_wave(&w), geometry.p_wave(t)));
         p_previous.push(previous.as_ref().map_or(1.0, |v| {
@@ -257,10 +260,6 @@ pub fn beat_features_each(
                 .map(|k| (rr[k].pre - rr[k - 1].pre).abs())
                 .collect();
             let premature = (from..to).filter(|&k| pre_local[k] < PREMATURE).count();
-            let neighbours: Vec<f64> = (i.saturating_sub(4)..(i + 5).min(n))
-                .filter(|&k| k != i)
-                .map(|k| p_corr[k])
-                .collect();
             let width = geometry.qrs_width(w);
             let difference: Vec<f64> = w.iter().zip(t).map(|(a, b)| a - b).collect();
             let mut f = [0.0f32; FEATURES];
@@ -285,7 +284,7 @@ pub fn beat_features_each(
                 width,
                 ratio(width, t_width),
                 rms(&difference) / amplitude,
-                mean(&neighbours),
+                neighbour_mean(&p_corr, i),
                 qrs_corr[i.saturating_sub(1)],
             ];
             for (slot, v) in f.iter_mut().zip(head) {
@@ -303,11 +302,11 @@ pub fn beat_features_each(
                 ratio(r.pre, rr[i.saturating_sub(1)].pre),
                 p_previous[i],
             ];
-            let near: Vec<f64> = (i.saturating_sub(4)..(i + 5).min(n))
-                .filter(|&k| k != i)
-                .map(|k| p_fit[k].score)
-                .collect();
-            let atrial = [p_fit[i].score, p_fit[i].amplitude, mean(&near)];
+            let atrial = [
+                p_fit[i].score,
+                p_fit[i].amplitude,
+                neighbour_mean(&p_fit_score, i),
+            ];
             let tail = context.into_iter().chain(atrial);
             for (slot, v) in f[18 + 2 * WAVE_POINTS..].iter_mut().zip(tail) {
                 *slot = v as f32;
@@ -416,13 +415,15 @@ impl Bump {
         let hann =
             (0..m).map(|k| 0.5 - 0.5 * (std::f64::consts::TAU * k as f64 / (m - 1) as f64).cos());
         let mut shape: Vec<f64> = hann.collect();
-        let trend = Trend::of(&shape);
+        let centre = (m as f64 - 1.0) / 2.0;
+        let spread: f64 = (0..m).map(|k| (k as f64 - centre).powi(2)).sum();
+        // Its least-squares line removed: mean and slope about the centre.
+        let level = mean(&shape);
+        let slope = (0..m).map(|k| (k as f64 - centre) * shape[k]).sum::<f64>() / spread;
         for (k, v) in shape.iter_mut().enumerate() {
-            *v -= trend.at(k);
+            *v -= level + slope * (k as f64 - centre);
         }
         let energy = shape.iter().map(|v| v * v).sum();
-        let centre = (m as f64 - 1.0) / 2.0;
-        let spread = (0..m).map(|k| (k as f64 - centre).powi(2)).sum();
         Bump {
             shape,
             energy,
@@ -470,34 +471,15 @@ impl Bump {
     }
 }
 
-/// The least-squares line through a segment (index as abscissa).
-struct Trend {
-    mean: f64,
-    slope: f64,
-    centre: f64,
-}
-
-impl Trend {
-    fn of(v: &[f64]) -> Self {
-        let centre = (v.len() as f64 - 1.0) / 2.0;
-        let mean = mean(v);
-        let (mut sxy, mut sxx) = (0.0, 0.0);
-        for (k, y) in v.iter().enumerate() {
-            let x = k as f64 - centre;
-            sxy += x * (y - mean);
-            sxx += x * x;
-        }
-        let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-        Trend {
-            mean,
-            slope,
-            centre,
-        }
-    }
-
-    fn at(&self, k: usize) -> f64 {
-        self.mean + self.slope * (k as f64 - self.centre)
-    }
+/// The mean of `values` over the 4 beats either side of beat `i` (not `i`).
+fn neighbour_mean(values: &[f64], i: usize) -> f64 {
+    let around = i.saturating_sub(4)..(i + 5).min(values.len());
+    mean(
+        &around
+            .filter(|&k| k != i)
+            .map(|k| values[k])
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// The mean previous RR of the beats within [`AVERAGE_S`] of each beat.

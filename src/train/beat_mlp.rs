@@ -241,34 +241,21 @@ pub struct Inputs {
     pub context: bool,
     /// The P-wave fit against a population prior ([`beat_features::ATRIAL`]).
     pub atrial: bool,
-    /// The timing measured against the record's majority: all of it
-    /// ([`MAJORITY_TIMING`]), all but the slow normal RR's ([`MEDIAN_TIMING`]
-    /// left out) or none.
+    /// The timing measured against the record's majority: all of it, all but
+    /// the median-relative ([`MEDIAN_TIMING`] left out) or none of it
+    /// ([`SLOW_TIMING`] left out too).
     pub majority: Majority,
 }
 
-/// The timing features whose yardstick is the record's majority: its median
-/// RR (and the RRs relative to it), the dominant beats' median RR (the normal
-/// RR) and their 75th percentile (the slow normal RR). Where ectopic beats
-/// outnumber sinus beats (MIT-BIH 232, svdb 865) every one of them is the
-/// ectopic rhythm's, and an atrial premature beat measures as on time. What is
-/// left without them judges a beat against its neighbours (the local mean RR,
-/// the beats before and after) and the 5-minute average RR.
-pub const MAJORITY_TIMING: [&str; 9] = [
-    "rr_record_s",
-    "rr_pre_rel",
-    "rr_post_rel",
-    "rr_local_rel",
-    "pre_normal",
-    "post_normal",
-    "local_normal",
-    "pre_slow",
-    "local_slow",
-];
-
-/// The [`MAJORITY_TIMING`] features whose yardstick is a median (all but the
-/// slow normal RR's, which stays the sinus rhythm's until ectopic beats are
-/// three in four).
+/// The timing features whose yardstick is the record's majority:
+/// [`MEDIAN_TIMING`] and [`SLOW_TIMING`]. Where ectopic beats outnumber sinus
+/// beats (MIT-BIH 232, svdb 865) every one of them is the ectopic rhythm's,
+/// and an atrial premature beat measures as on time. What is left without
+/// them judges a beat against its neighbours (the local mean RR, the beats
+/// before and after) and the 5-minute average RR.
+///
+/// Those measured against a median: the record's median RR (and the RRs
+/// relative to it) and the dominant beats' median RR (the normal RR).
 pub const MEDIAN_TIMING: [&str; 7] = [
     "rr_record_s",
     "rr_pre_rel",
@@ -278,6 +265,11 @@ pub const MEDIAN_TIMING: [&str; 7] = [
     "post_normal",
     "local_normal",
 ];
+
+/// Those measured against the dominant beats' 75th percentile RR (the slow
+/// normal RR), which stays the sinus rhythm's until ectopic beats are three
+/// in four.
+pub const SLOW_TIMING: [&str; 2] = ["pre_slow", "local_slow"];
 
 /// How much of the majority-relative timing a candidate keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -293,7 +285,7 @@ impl Majority {
         match self {
             Majority::All => false,
             Majority::SlowOnly => MEDIAN_TIMING.contains(&name),
-            Majority::None => MAJORITY_TIMING.contains(&name),
+            Majority::None => MEDIAN_TIMING.contains(&name) || SLOW_TIMING.contains(&name),
         }
     }
 }
@@ -1016,7 +1008,8 @@ mod tests {
     fn every_candidate_masks_columns_that_exist() {
         let names = preprocessing().beat.features;
         let groups = [
-            &MAJORITY_TIMING[..],
+            &MEDIAN_TIMING[..],
+            &SLOW_TIMING,
             &beat_features::CONTEXT,
             &beat_features::ATRIAL,
         ];
@@ -1034,7 +1027,7 @@ mod tests {
         assert_eq!(kept(by_name("context-ensemble5-w0-atrial")), names.len());
         assert_eq!(
             kept(by_name("context-ensemble5-w0-no-majority")),
-            names.len() - MAJORITY_TIMING.len() - atrial
+            names.len() - MEDIAN_TIMING.len() - SLOW_TIMING.len() - atrial
         );
         assert_eq!(
             kept(by_name("context-ensemble5-w0-slow-only")),
