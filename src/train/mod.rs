@@ -17,6 +17,7 @@ pub mod evaluate;
 pub mod experiment;
 pub mod heartbeat;
 pub mod inference;
+pub mod lift_2d;
 pub mod logistic;
 pub mod metrics;
 pub mod mlp;

@@ -21,6 +21,7 @@ use prost::Message;
 
 use super::cnn_lstm::{CnnLstm, CnnLstmConfig};
 use super::crt_net::{CrtNet, CrtNetConfig};
+use super::lift_2d::lift_1d_convolutions;
 use super::model::{position_code, AttentionNet, AttentionNetConfig};
 use super::resnet::{ResNet, ResNetConfig};
 
@@ -577,8 +578,11 @@ pub fn export_cnn_lstm(net: &CnnLstm, cfg: &CnnLstmConfig, name: &str, version: 
     heartbeat_graph(g, &logits, name, (cfg.input_samples, cfg.classes), doc)
 }
 
-/// A model of `graph` at [`OPSET`], produced by ecg-train.
-fn model_proto(graph: proto::GraphProto, doc: String) -> proto::ModelProto {
+/// A model of `graph` at [`OPSET`], produced by ecg-train, its 1-D
+/// convolutions written in 2-D for ONNX Runtime's faster kernels
+/// ([`lift_1d_convolutions`]).
+fn model_proto(mut graph: proto::GraphProto, doc: String) -> proto::ModelProto {
+    lift_1d_convolutions(&mut graph);
     proto::ModelProto {
         ir_version: Some(IR_VERSION),
         producer_name: Some("ecg-train".into()),

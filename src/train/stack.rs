@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::data::{load_windows, WindowSet, ABNORMAL};
 use super::inference::{column, logits_onnx};
+use super::lift_2d::lift_model;
 use super::logistic::Logistic;
 use super::metrics::BinaryReport;
 use super::onnx::add_feature_logit;
@@ -43,7 +44,7 @@ pub struct StackOptions {
     pub out: PathBuf,
     #[arg(long, default_value = "ecg-segment")]
     pub name: String,
-    #[arg(long, default_value = "2.1.0")]
+    #[arg(long, default_value = "2.1.1")]
     pub version: String,
     /// The regression's weight in logit(P_net) + weight * z (1: chosen by a
     /// 2-fold cross-validation over DS1, scripts/stack_cv.py).
@@ -208,7 +209,9 @@ fn print_fit(lr: &Logistic, train: &WindowSet, names: &[String]) {
     println!("{:<20} {:>34.4}", "intercept", lr.intercept);
 }
 
-/// The network's graph with `weight` x the regression added to its Abnormal logit.
+/// The network's graph with `weight` x the regression added to its Abnormal
+/// logit, its 1-D convolutions written in 2-D (a network exported before
+/// [`lift_model`] existed runs ~1.6x as fast so).
 fn stacked_graph(bytes: &[u8], lr: &Logistic, weight: f64, width: usize) -> Result<Vec<u8>> {
     let (raw, bias) = lr.raw();
     let weights: Vec<f32> = raw.iter().map(|v| (weight * v) as f32).collect();
@@ -216,7 +219,7 @@ fn stacked_graph(bytes: &[u8], lr: &Logistic, weight: f64, width: usize) -> Resu
         "; stacked: Abnormal logit + {weight} x a logistic regression on its {width} rhythm features (ecg-train stack)"
     );
     add_feature_logit(
-        bytes,
+        &lift_model(bytes)?,
         ABNORMAL as usize,
         &weights,
         (weight * bias) as f32,
