@@ -257,6 +257,7 @@ fn stacked_card(
         "class_weight": "balanced",
         "fitted_on": {"records": split.train_records, "windows": train.summary()},
         "base": {"name": base.name, "version": base.version, "sha256": base.sha256},
+        "graph": "the base network's graph with its 1-D convolutions and pools written as height-1 2-D ones (train::lift_2d, for ONNX Runtime's NCHWc kernels: the same arithmetic, outputs within ~1e-6), then the regression's three nodes",
     });
     let mut metrics = base.metrics.clone();
     if let Some(m) = metrics.as_object_mut() {
